@@ -1,0 +1,303 @@
+import { homedir } from 'node:os';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { parseBytes, parseDuration } from './units.js';
+
+/**
+ * Every setting Palisade reads, in one table: its environment variable, its flag (if any),
+ * how the text is turned into a value, its default, and a line for help and docs.
+ * Precedence is flags > environment > default (see load.ts).
+ */
+
+export const UPSTREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface UpstreamSpec {
+  name: string;
+  url: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** A setting whose text is parsed by `parse`, which throws a plain message when it is wrong. */
+interface Setting<T> {
+  env: string;
+  flag?: string;
+  default: T | (() => T);
+  help: string;
+  parse: (text: string) => T;
+}
+
+function integer(min: number, max: number) {
+  const schema = z.coerce.number().int().min(min).max(max);
+  return (text: string): number => {
+    if (!/^-?\d+$/.test(text.trim())) throw new Error(`expected an integer from ${min} to ${max}`);
+    const result = schema.safeParse(text);
+    if (!result.success) throw new Error(`expected an integer from ${min} to ${max}`);
+    return result.data;
+  };
+}
+
+function positiveNumber(text: string): number {
+  const result = z.coerce.number().positive().finite().safeParse(text);
+  if (!result.success || text.trim() === '') throw new Error('expected a number above 0');
+  return result.data;
+}
+
+function duration(min: number) {
+  return (text: string): number => {
+    const ms = parseDuration(text);
+    if (ms === undefined || ms < min) {
+      throw new Error(`expected a duration such as 90s, 15m, 12h or 30d (at least ${min}ms)`);
+    }
+    return ms;
+  };
+}
+
+function bytes(min: number, max: number) {
+  return (text: string): number => {
+    const value = parseBytes(text);
+    if (value === undefined || value < min || value > max) {
+      throw new Error(`expected a size such as 512kb or 10mb, between ${min} and ${max} bytes`);
+    }
+    return value;
+  };
+}
+
+function boolean(text: string): boolean {
+  const t = text.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(t)) return false;
+  throw new Error('expected true or false');
+}
+
+function list(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function hostNames(text: string): string[] {
+  const names = list(text).map((s) => s.toLowerCase());
+  for (const name of names) {
+    if (!/^(\*\.)?[a-z0-9.-]+$/.test(name) && isIP(name.replace(/^\[|\]$/g, '')) === 0) {
+      throw new Error(`expected host names separated by commas; "${name}" is not a host name`);
+    }
+  }
+  return names;
+}
+
+function origins(text: string): string[] {
+  return list(text).map((origin) => {
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      throw new Error(`expected origins such as https://app.example.com; "${origin}" is not one`);
+    }
+    if (!['http:', 'https:'].includes(url.protocol) || url.origin !== origin.replace(/\/$/, '')) {
+      throw new Error(`expected origins such as https://app.example.com; "${origin}" is not one`);
+    }
+    return url.origin;
+  });
+}
+
+export function parseUpstreamSpec(text: string): UpstreamSpec {
+  const eq = text.indexOf('=');
+  const name = text.slice(0, eq).trim();
+  const url = text.slice(eq + 1).trim();
+  if (eq <= 0 || !UPSTREAM_NAME.test(name) || url === '') {
+    throw new Error(
+      `expected NAME=URL such as lmstudio=http://127.0.0.1:1234 (name: letters, digits, . _ -), got "${text}"`,
+    );
+  }
+  return { name, url };
+}
+
+function upstreams(text: string): UpstreamSpec[] {
+  return list(text).map(parseUpstreamSpec);
+}
+
+function hexSecret(text: string): string {
+  if (!/^[0-9a-fA-F]{64}$/.test(text.trim())) throw new Error('expected 64 hexadecimal characters');
+  return text.trim().toLowerCase();
+}
+
+function logLevel(text: string): LogLevel {
+  const t = text.trim().toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(t)) {
+    throw new Error(`expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return t as LogLevel;
+}
+
+function trustProxy(text: string): boolean | string[] {
+  const t = text.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(t)) return false;
+  const addresses = list(text);
+  for (const a of addresses) {
+    const [ip] = a.split('/');
+    if (isIP(ip ?? '') === 0) throw new Error('expected true, false or a list of proxy addresses');
+  }
+  return addresses;
+}
+
+export const SETTINGS = {
+  host: {
+    env: 'PALISADE_HOST',
+    flag: '--host',
+    default: '127.0.0.1',
+    help: 'Address to bind. Anything but loopback requires API keys on /v1.',
+    parse: (t: string) => {
+      const host = t.trim();
+      if (host === '' || /\s/.test(host)) throw new Error('expected an IP address or host name');
+      return host;
+    },
+  },
+  port: {
+    env: 'PALISADE_PORT',
+    flag: '--port',
+    default: 8642,
+    help: 'TCP port to listen on (0 picks a free one).',
+    parse: integer(0, 65535),
+  },
+  home: {
+    env: 'PALISADE_HOME',
+    flag: '--home',
+    default: () => join(homedir(), '.palisade'),
+    help: 'Data directory (database, secret key, audit log, pid file).',
+    parse: (t: string) => {
+      if (t.trim() === '') throw new Error('expected a directory path');
+      return t.trim();
+    },
+  },
+  secret: {
+    env: 'PALISADE_SECRET',
+    default: undefined as string | undefined,
+    help: 'Master key as 64 hex characters; overrides secret.key.',
+    parse: hexSecret,
+  },
+  upstreams: {
+    env: 'PALISADE_UPSTREAMS',
+    flag: '--upstream',
+    default: [] as UpstreamSpec[],
+    help: 'Upstream model servers, name=url,name=url (flag: repeat --upstream NAME=URL).',
+    parse: upstreams,
+  },
+  probeLocal: {
+    env: 'PALISADE_PROBE_LOCAL',
+    default: true,
+    help: 'With no upstream configured, look for LM Studio, Ollama, llama.cpp and vLLM on their usual local ports.',
+    parse: boolean,
+  },
+  maxTokens: {
+    env: 'PALISADE_MAX_TOKENS',
+    default: 8192,
+    help: 'Largest max_tokens a request may ask for; larger values are clamped, absent ones set to it.',
+    parse: integer(1, 10_000_000),
+  },
+  maxChoices: {
+    env: 'PALISADE_MAX_CHOICES',
+    default: 4,
+    help: 'Largest `n` (choices per request); larger values are clamped.',
+    parse: integer(1, 128),
+  },
+  bodyLimit: {
+    env: 'PALISADE_BODY_LIMIT',
+    default: 10 * 1024 * 1024,
+    help: 'Largest request body; larger bodies get 413.',
+    parse: bytes(1024, 1024 ** 3),
+  },
+  rateLimitPerSecond: {
+    env: 'PALISADE_RATE_LIMIT',
+    default: 2,
+    help: 'Sustained requests per second per API key (or per client IP without a key).',
+    parse: positiveNumber,
+  },
+  rateLimitBurst: {
+    env: 'PALISADE_RATE_BURST',
+    default: 60,
+    help: 'Requests a key (or client IP) may send at once before the sustained rate applies.',
+    parse: integer(1, 1_000_000),
+  },
+  maxStreamsPerKey: {
+    env: 'PALISADE_MAX_STREAMS',
+    default: 8,
+    help: 'Concurrent streaming responses per API key unless the key sets its own cap.',
+    parse: integer(1, 100_000),
+  },
+  allowedHosts: {
+    env: 'PALISADE_ALLOWED_HOSTS',
+    default: [] as string[],
+    help: 'Extra Host names accepted (DNS-rebinding guard), comma separated; `*.example.com` allowed.',
+    parse: hostNames,
+  },
+  corsOrigins: {
+    env: 'PALISADE_CORS_ORIGINS',
+    default: [] as string[],
+    help: 'Browser origins allowed to call /v1, comma separated. Others get 403.',
+    parse: origins,
+  },
+  trustProxy: {
+    env: 'PALISADE_TRUST_PROXY',
+    default: false as boolean | string[],
+    help: 'Trust X-Forwarded-* from a reverse proxy: true, or the proxy addresses.',
+    parse: trustProxy,
+  },
+  upstreamTimeoutMs: {
+    env: 'PALISADE_UPSTREAM_TIMEOUT',
+    default: 300_000,
+    help: 'How long an upstream may take to send response headers before 504.',
+    parse: duration(100),
+  },
+  streamIdleTimeoutMs: {
+    env: 'PALISADE_STREAM_IDLE_TIMEOUT',
+    default: 120_000,
+    help: 'How long a response may go without a byte from upstream before it is cut.',
+    parse: duration(100),
+  },
+  requestTimeoutMs: {
+    env: 'PALISADE_REQUEST_TIMEOUT',
+    default: 60_000,
+    help: 'How long a client may take to send its whole request.',
+    parse: duration(100),
+  },
+  headersTimeoutMs: {
+    env: 'PALISADE_HEADERS_TIMEOUT',
+    default: 10_000,
+    help: 'How long a client may take to send its request headers.',
+    parse: duration(100),
+  },
+  maxHeaderSize: {
+    env: 'PALISADE_MAX_HEADER_SIZE',
+    default: 16 * 1024,
+    help: 'Largest total size of request headers; larger gets 431.',
+    parse: bytes(1024, 1024 * 1024),
+  },
+  healthIntervalMs: {
+    env: 'PALISADE_HEALTH_INTERVAL',
+    default: 15_000,
+    help: 'How often upstreams are checked and their model lists refreshed.',
+    parse: duration(100),
+  },
+  shutdownGraceMs: {
+    env: 'PALISADE_SHUTDOWN_GRACE',
+    default: 10_000,
+    help: 'On SIGINT/SIGTERM, how long in-flight requests and streams may finish.',
+    parse: duration(0),
+  },
+  logLevel: {
+    env: 'PALISADE_LOG_LEVEL',
+    default: 'info' as LogLevel,
+    help: `Log level: ${LOG_LEVELS.join(', ')}.`,
+    parse: logLevel,
+  },
+} satisfies Record<string, Setting<unknown>>;
+
+type Settings = typeof SETTINGS;
+export type Config = {
+  [K in keyof Settings]: Settings[K] extends Setting<infer T> ? T : never;
+};

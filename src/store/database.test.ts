@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isoNow, openStore } from './index.js';
+
+test('the store opens in WAL mode, mode 0600, with every migration applied', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'palisade-store-'));
+  const store = await openStore(home);
+  assert.equal(store.sqlite.pragma('journal_mode', { simple: true }), 'wal');
+  assert.equal(statSync(join(home, 'palisade.db')).mode & 0o777, 0o600);
+  const tables = await store.db.introspection.getTables();
+  assert.deepEqual(
+    tables.map((t) => t.name).sort(),
+    ['api_key', 'audit_entry', 'upstream'],
+  );
+  await store.close();
+  const again = await openStore(home);
+  await again.close();
+});
+
+test('another connection committing changes data_version', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'palisade-store-'));
+  const server = await openStore(home);
+  const cli = await openStore(home);
+  const before = server.dataVersion();
+  await cli.db
+    .insertInto('upstream')
+    .values({ name: 'a', url: 'http://127.0.0.1:1', api_key_env: null, api_key_enc: null, created_at: isoNow() })
+    .execute();
+  assert.notEqual(server.dataVersion(), before);
+  await cli.close();
+  await server.close();
+});
+
+test('audit entries cannot be edited or deleted', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'palisade-store-'));
+  const store = await openStore(home);
+  await store.db
+    .insertInto('audit_entry')
+    .values({ seq: 1, ts: isoNow(), action: 'x', actor: 'y', line: '{}', hash: 'h', prev_hash: '0' })
+    .execute();
+  await assert.rejects(store.db.updateTable('audit_entry').set({ action: 'z' }).execute(), /append-only/);
+  await assert.rejects(store.db.deleteFrom('audit_entry').execute(), /append-only/);
+  await store.close();
+});

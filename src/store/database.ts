@@ -1,0 +1,49 @@
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { chmodSync, existsSync } from 'node:fs';
+import { homeFile } from '../config/index.js';
+import { migrations } from './migrations/index.js';
+import type { Database } from './schema/index.js';
+
+export interface Store {
+  db: Kysely<Database>;
+  /** The underlying connection, for synchronous work on hot paths and in transactions. */
+  sqlite: SqliteDatabase.Database;
+  /** Changes whenever another connection (e.g. the CLI) commits to the database. */
+  dataVersion(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `palisade.db` in the home (mode 0600, WAL) and brings its schema up to date.
+ *
+ * @example
+ * const store = await openStore(home);
+ * await store.db.selectFrom('api_key').selectAll().execute();
+ */
+export async function openStore(home: string): Promise<Store> {
+  const path = homeFile(home, 'palisade.db');
+  const created = !existsSync(path);
+  const sqlite = new SqliteDatabase(path);
+  if (created) chmodSync(path, 0o600);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON');
+
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+  const { error } = await migrator.migrateToLatest();
+  if (error) {
+    await db.destroy();
+    throw error instanceof Error ? error : new Error(String(error));
+  }
+  const versionStatement = sqlite.prepare('PRAGMA data_version').pluck();
+
+  return {
+    db,
+    sqlite,
+    dataVersion: () => versionStatement.get() as number,
+    close: () => db.destroy(),
+  };
+}

@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely';
+import * as m0001 from './0001-initial.js';
+
+/** Numbered, forward-only. Kysely runs them in name order and records each one. */
+export const migrations: Record<string, Migration> = {
+  '0001-initial': m0001,
+};
