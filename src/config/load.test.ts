@@ -41,7 +41,10 @@ test('upstreams come from repeated flags or a comma list', () => {
 
 test('a bad value gives one line naming the setting and what is allowed', () => {
   const cases: Array<[Record<string, string>, RegExp]> = [
-    [{ PALISADE_PORT: 'abc' }, /^invalid PALISADE_PORT: expected an integer from 0 to 65535; got "abc"$/],
+    [
+      { PALISADE_PORT: 'abc' },
+      /^invalid PALISADE_PORT: expected an integer from 0 to 65535; got "abc"$/,
+    ],
     [{ PALISADE_PORT: '70000' }, /PALISADE_PORT/],
     [{ PALISADE_MAX_TOKENS: '-5' }, /PALISADE_MAX_TOKENS/],
     [{ PALISADE_BODY_LIMIT: 'huge' }, /PALISADE_BODY_LIMIT: expected a size/],

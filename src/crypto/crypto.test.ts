@@ -48,7 +48,9 @@ test('tampering, another key, another purpose or another context all fail', () =
   parts[3] = body.toString('base64url');
   assert.throws(() => box.open(parts.join('$'), 'ctx'));
   assert.throws(() => secretBox(deriveKey(master, 'totp')).open(sealed, 'ctx'));
-  assert.throws(() => secretBox(deriveKey(Buffer.alloc(32, 2), 'upstream-keys')).open(sealed, 'ctx'));
+  assert.throws(() =>
+    secretBox(deriveKey(Buffer.alloc(32, 2), 'upstream-keys')).open(sealed, 'ctx'),
+  );
   assert.throws(() => box.open(sealed, 'other'));
   assert.throws(() => box.open('enc$v1$a$b$c'));
 });

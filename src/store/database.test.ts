@@ -11,10 +11,7 @@ test('the store opens in WAL mode, mode 0600, with every migration applied', asy
   assert.equal(store.sqlite.pragma('journal_mode', { simple: true }), 'wal');
   assert.equal(statSync(join(home, 'palisade.db')).mode & 0o777, 0o600);
   const tables = await store.db.introspection.getTables();
-  assert.deepEqual(
-    tables.map((t) => t.name).sort(),
-    ['api_key', 'audit_entry', 'upstream'],
-  );
+  assert.deepEqual(tables.map((t) => t.name).sort(), ['api_key', 'audit_entry', 'upstream']);
   await store.close();
   const again = await openStore(home);
   await again.close();
@@ -27,7 +24,13 @@ test('another connection committing changes data_version', async () => {
   const before = server.dataVersion();
   await cli.db
     .insertInto('upstream')
-    .values({ name: 'a', url: 'http://127.0.0.1:1', api_key_env: null, api_key_enc: null, created_at: isoNow() })
+    .values({
+      name: 'a',
+      url: 'http://127.0.0.1:1',
+      api_key_env: null,
+      api_key_enc: null,
+      created_at: isoNow(),
+    })
     .execute();
   assert.notEqual(server.dataVersion(), before);
   await cli.close();
@@ -39,9 +42,20 @@ test('audit entries cannot be edited or deleted', async () => {
   const store = await openStore(home);
   await store.db
     .insertInto('audit_entry')
-    .values({ seq: 1, ts: isoNow(), action: 'x', actor: 'y', line: '{}', hash: 'h', prev_hash: '0' })
+    .values({
+      seq: 1,
+      ts: isoNow(),
+      action: 'x',
+      actor: 'y',
+      line: '{}',
+      hash: 'h',
+      prev_hash: '0',
+    })
     .execute();
-  await assert.rejects(store.db.updateTable('audit_entry').set({ action: 'z' }).execute(), /append-only/);
+  await assert.rejects(
+    store.db.updateTable('audit_entry').set({ action: 'z' }).execute(),
+    /append-only/,
+  );
   await assert.rejects(store.db.deleteFrom('audit_entry').execute(), /append-only/);
   await store.close();
 });

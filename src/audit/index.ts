@@ -1,0 +1,10 @@
+export {
+  createAuditLog,
+  verifyAudit,
+  listAuditEntries,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditLog,
+  type AuditValue,
+  type AuditVerifyResult,
+} from './audit-log.js';

@@ -1,0 +1,16 @@
+export {
+  API_KEY_PATTERN,
+  KEY_NAME_PATTERN,
+  createApiKey,
+  createKeyRing,
+  hashApiKey,
+  listApiKeys,
+  revokeApiKey,
+  type ApiKey,
+  type KeyCheck,
+  type KeyRing,
+  type NewApiKey,
+} from './api-keys.js';
+export { createRateLimiter, type BucketLimits, type RateLimiter } from './token-bucket.js';
+export { compileGlob, matchesAny } from './glob.js';
+export { readPresentedKey } from './presented-key.js';

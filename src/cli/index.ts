@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config/index.js';
+import { AlreadyRunningError, VERSION } from '../server/index.js';
+import { registerAuditCommands } from './audit.js';
+import { CliError } from './context.js';
+import { registerKeyCommands } from './keys.js';
+import { registerServeCommand } from './serve.js';
+import { registerUpstreamCommands } from './upstreams.js';
+
+const program = new Command('palisade')
+  .description('A hardened, multi-user front door for the LLM servers you run yourself.')
+  .version(VERSION)
+  .option('--home <dir>', 'data directory (default: PALISADE_HOME or ~/.palisade)')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerServeCommand(program);
+registerKeyCommands(program);
+registerUpstreamCommands(program);
+registerAuditCommands(program);
+
+/** Errors a user can fix print one line and no stack trace. */
+function fail(error: unknown): never {
+  if (error instanceof CommanderError) process.exit(error.exitCode);
+  if (error instanceof ConfigError || error instanceof AlreadyRunningError) {
+    process.stderr.write(`palisade: ${error.message}\n`);
+    process.exit(2);
+  }
+  if (error instanceof CliError) {
+    process.stderr.write(`palisade: ${error.message}\n`);
+    process.exit(error.exitCode);
+  }
+  const e = error as NodeJS.ErrnoException;
+  if (e?.code === 'EADDRINUSE') {
+    process.stderr.write(
+      `palisade: the address is already in use; pick another with --port or PALISADE_PORT\n`,
+    );
+    process.exit(2);
+  }
+  if (e?.code === 'EACCES' || e?.code === 'EPERM') {
+    process.stderr.write(`palisade: permission denied: ${e.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`palisade: ${e instanceof Error ? e.message : String(e)}\n`);
+  if (process.env.PALISADE_DEBUG) console.error(error);
+  process.exit(1);
+}
+
+program.parseAsync(process.argv).catch(fail);

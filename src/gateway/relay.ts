@@ -1,0 +1,217 @@
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { HttpError } from '../server/errors.js';
+import type { Upstream } from './upstreams.js';
+
+/** Errors raised before a byte of the request left: safe to try the next upstream. */
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ERR_SSRF_BLOCKED',
+]);
+
+function errorCode(error: unknown): string | undefined {
+  const e = error as { code?: string; cause?: { code?: string } };
+  return e?.code ?? e?.cause?.code;
+}
+
+export interface ForwardOptions {
+  path: string;
+  body: string;
+  signal: AbortSignal;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+}
+
+export interface Forwarded {
+  upstream: Upstream;
+  response: Dispatcher.ResponseData;
+}
+
+/**
+ * Sends the request to the first upstream that accepts a connection. Only failures before
+ * anything was sent move on to the next; a timeout or a reset after sending is final.
+ */
+export async function forward(candidates: Upstream[], options: ForwardOptions): Promise<Forwarded> {
+  let lastError: unknown;
+  for (const upstream of candidates) {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
+    if (upstream.apiKey) headers.authorization = `Bearer ${upstream.apiKey}`;
+    try {
+      const response = await upstream.pool.request({
+        method: 'POST',
+        path: upstream.basePath + options.path,
+        headers,
+        body: options.body,
+        signal: options.signal,
+        headersTimeout: options.headersTimeoutMs,
+        bodyTimeout: options.bodyTimeoutMs,
+      });
+      return { upstream, response };
+    } catch (error) {
+      if (options.signal.aborted) throw error;
+      const code = errorCode(error);
+      if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+        throw new HttpError(
+          504,
+          'upstream_timeout',
+          `upstream ${upstream.name} sent no response within ${options.headersTimeoutMs} ms (PALISADE_UPSTREAM_TIMEOUT)`,
+        );
+      }
+      if (code === 'ERR_SSRF_BLOCKED') upstream.healthy = false;
+      if (code === undefined || !NOT_SENT.has(code)) {
+        throw new HttpError(
+          502,
+          'upstream_error',
+          `upstream ${upstream.name} failed: ${code ?? 'connection error'}`,
+        );
+      }
+      upstream.healthy = false;
+      lastError = error;
+    }
+  }
+  const code = errorCode(lastError);
+  const names = candidates.map((u) => u.name).join(', ');
+  throw new HttpError(
+    502,
+    code === 'ERR_SSRF_BLOCKED' ? 'upstream_blocked' : 'upstream_unreachable',
+    code === 'ERR_SSRF_BLOCKED'
+      ? `upstream refused by the SSRF guard: its address resolves to a forbidden range (${names})`
+      : `no upstream could be reached (${names}: ${code ?? 'connection failed'}); is the model server running?`,
+  );
+}
+
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+/** Reads at most `limit` bytes of a body, then drops the rest. */
+export async function readCapped(body: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const buffer = chunk as Buffer;
+    if (size + buffer.length > limit) {
+      chunks.push(buffer.subarray(0, limit - size));
+      body.destroy();
+      break;
+    }
+    chunks.push(buffer);
+    size += buffer.length;
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Turns an upstream's error response into an OpenAI-shaped error. The upstream's own
+ * message, type and code pass through; a rejection of Palisade's upstream credentials
+ * becomes a 502 so a client does not think its own key is wrong.
+ */
+export async function upstreamError(
+  upstream: Upstream,
+  response: Dispatcher.ResponseData,
+): Promise<HttpError> {
+  const text = (await readCapped(response.body, ERROR_BODY_LIMIT)).toString('utf8');
+  const status = response.statusCode;
+  if (status === 401 || status === 403) {
+    return new HttpError(
+      502,
+      'upstream_auth_failed',
+      `upstream ${upstream.name} refused Palisade's credentials (${status}); check its API key (palisade upstreams list)`,
+    );
+  }
+  let message = `upstream ${upstream.name} answered ${status}`;
+  let type: string | undefined;
+  let code = 'upstream_error';
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown; message?: unknown; detail?: unknown };
+    const error = parsed.error;
+    if (typeof error === 'object' && error !== null) {
+      const e = error as { message?: unknown; type?: unknown; code?: unknown };
+      if (typeof e.message === 'string') message = e.message;
+      if (typeof e.type === 'string') type = e.type;
+      if (typeof e.code === 'string' || typeof e.code === 'number') code = String(e.code);
+    } else if (typeof error === 'string') {
+      message = error;
+    } else if (typeof parsed.message === 'string') {
+      message = parsed.message;
+    } else if (typeof parsed.detail === 'string') {
+      message = parsed.detail;
+    }
+  } catch {
+    const snippet = text
+      .replace(/[^\x20-\x7e]+/g, ' ')
+      .trim()
+      .slice(0, 200);
+    if (snippet) message = `${message}: ${snippet}`;
+  }
+  const code4xx = status >= 400 && status < 600 ? status : 502;
+  return new HttpError(code4xx, code, message.slice(0, 2000), type ? { type } : {});
+}
+
+/** Usage numbers an upstream reported. */
+export interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+}
+
+/** Finds the last `"usage":{...}` object in some JSON or SSE text without parsing it all. */
+export function findUsage(text: string): Usage | undefined {
+  const at = text.lastIndexOf('"usage"');
+  if (at === -1) return undefined;
+  const open = text.indexOf('{', at);
+  const close = text.indexOf('}', open);
+  if (open === -1 || close === -1) return undefined;
+  try {
+    return JSON.parse(text.slice(open, close + 1)) as Usage;
+  } catch {
+    return undefined;
+  }
+}
+
+const USAGE_TAIL = 4096;
+
+/**
+ * Relays an upstream SSE body chunk by chunk, with no buffering. If the upstream goes
+ * quiet for too long or breaks, the client gets a final SSE error event instead of a
+ * silent hang. Usage in the last chunks is reported through `onUsage`.
+ */
+export function relayStream(
+  body: Readable,
+  options: {
+    upstreamName: string;
+    idleTimeoutMs: number;
+    signal: AbortSignal;
+    onUsage: (usage: Usage) => void;
+  },
+): Readable {
+  async function* relay() {
+    let tail = '';
+    try {
+      for await (const chunk of body) {
+        const buffer = chunk as Buffer;
+        tail = (tail + buffer.toString('utf8')).slice(-USAGE_TAIL);
+        yield buffer;
+      }
+      const usage = findUsage(tail);
+      if (usage) options.onUsage(usage);
+    } catch (error) {
+      if (options.signal.aborted) return;
+      const code = errorCode(error);
+      const message =
+        code === 'UND_ERR_BODY_TIMEOUT'
+          ? `upstream ${options.upstreamName} sent nothing for ${options.idleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`
+          : `upstream ${options.upstreamName} broke off the stream`;
+      const type = code === 'UND_ERR_BODY_TIMEOUT' ? 'upstream_timeout' : 'upstream_error';
+      yield Buffer.from(
+        `data: ${JSON.stringify({ error: { message, type: 'api_error', code: type } })}\n\n`,
+      );
+    }
+  }
+  return Readable.from(relay(), { objectMode: false });
+}

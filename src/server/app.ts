@@ -1,0 +1,143 @@
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+} from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.js';
+import { isLoopbackHost } from '../config/index.js';
+import { gateway, type GatewayOptions } from '../gateway/index.js';
+import { HttpError, sendError, toHttpError } from './errors.js';
+import { createHostGuard } from './host-guard.js';
+import type { Metrics } from './metrics.js';
+import { newRequestId } from './request-id.js';
+
+export interface AppOptions {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  version: string;
+  startedAt: number;
+  gateway: Omit<GatewayOptions, 'metrics'>;
+  /** True when the admin key check passes for /metrics from a non-loopback client. */
+  isAdminRequest: (headers: Record<string, string | string[] | undefined>) => boolean;
+}
+
+/** Headers every response carries: a JSON API has nothing to frame, sniff or refer. */
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  'cross-origin-resource-policy': 'same-origin',
+};
+
+/**
+ * Assembles the HTTP app: cross-cutting hooks (request id, Host guard, security headers,
+ * error shape, access log, metrics), then each face as its own plugin.
+ */
+export function buildApp(options: AppOptions): FastifyInstance {
+  const { config, metrics } = options;
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    // One access line per request is written in onResponse, with the request id under this label.
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: 'request_id',
+    }),
+    genReqId: newRequestId,
+    bodyLimit: config.bodyLimit,
+    trustProxy: config.trustProxy,
+    requestTimeout: config.requestTimeoutMs,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    http: { maxHeaderSize: config.maxHeaderSize, headersTimeout: config.headersTimeoutMs },
+  });
+
+  const hostAllowed = createHostGuard({ bindHost: config.host, allowedHosts: config.allowedHosts });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id).headers(SECURITY_HEADERS);
+    if (!hostAllowed(request.headers.host)) {
+      throw new HttpError(
+        403,
+        'host_not_allowed',
+        'this Host is not served here (DNS-rebinding guard); add the name to PALISADE_ALLOWED_HOSTS to allow it',
+      );
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const seconds = reply.elapsedTime / 1000;
+    metrics.requests.inc({ route, status: reply.statusCode });
+    metrics.latency.observe({ route }, seconds);
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url.split('?', 1)[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+        ip: request.ip,
+        key: request.apiKey?.id,
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const httpError = toHttpError(error as FastifyError, config.bodyLimit);
+    if (httpError.status >= 500 && !(error instanceof HttpError)) {
+      request.log.error({ err: error }, 'unhandled error');
+    }
+    if (reply.sent || reply.raw.headersSent) return;
+    return sendError(request, reply, httpError);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(
+      request,
+      reply,
+      new HttpError(
+        404,
+        'not_found',
+        `no route for ${request.method} ${request.url.split('?', 1)[0]}`,
+      ),
+    ),
+  );
+
+  app.get('/healthz', async () => {
+    const upstreams = options.gateway.registry.list();
+    return {
+      status: upstreams.some((u) => u.healthy) ? 'ok' : 'degraded',
+      version: options.version,
+      uptime_s: Math.floor((Date.now() - options.startedAt) / 1000),
+      active_jobs: 0,
+      upstreams: upstreams.map((u) => ({
+        name: u.name,
+        healthy: u.healthy,
+        models: u.models.length,
+      })),
+    };
+  });
+
+  app.get('/metrics', async (request, reply) => {
+    const client = config.trustProxy ? request.ip : (request.socket.remoteAddress ?? '');
+    if (!isLoopbackHost(client) && !options.isAdminRequest(request.headers)) {
+      throw new HttpError(
+        403,
+        'metrics_forbidden',
+        '/metrics is served to loopback clients or with an admin key (palisade keys create NAME --admin)',
+      );
+    }
+    for (const upstream of options.gateway.registry.list()) {
+      metrics.upstreamUp.set({ upstream: upstream.name }, upstream.healthy ? 1 : 0);
+    }
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.register(gateway, { prefix: '/v1', ...options.gateway, metrics });
+  return app;
+}

@@ -1,0 +1,175 @@
+import type { FastifyInstance } from 'fastify';
+import type { LookupFunction } from 'node:net';
+import type { DestinationStream, Logger } from 'pino';
+import { createAuditLog, type AuditLog } from '../audit/index.js';
+import { createApiKey, createKeyRing, createRateLimiter, readPresentedKey } from '../auth/index.js';
+import { isLoopbackHost, prepareHome, type Config } from '../config/index.js';
+import { loadMasterKey } from '../crypto/index.js';
+import { createUpstreamRegistry, type Lookup, type UpstreamRegistry } from '../gateway/index.js';
+import { openStore, type Store } from '../store/index.js';
+import { buildApp } from './app.js';
+import { createLogger } from './logger.js';
+import { createMetrics } from './metrics.js';
+import { acquirePidLock } from './pid-lock.js';
+import { VERSION } from './version.js';
+
+export interface ServeOptions {
+  /** Log destination (tests capture it); stdout by default. */
+  logStream?: DestinationStream;
+  /** Where a freshly minted bootstrap key is printed; stderr by default. */
+  announce?: (text: string) => void;
+  /** DNS lookups for the SSRF guard, replaceable in tests. */
+  lookup?: Lookup;
+  connectLookup?: LookupFunction;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  port: number;
+  logger: Logger;
+  store: Store;
+  audit: AuditLog;
+  registry: UpstreamRegistry;
+  /** A key minted at start because the server is exposed with none; shown once. */
+  bootstrapKey?: string;
+  /** Stops accepting, lets in-flight requests finish up to the grace period, closes the store. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts Palisade: home, pid lock, store, keys, upstreams, then the HTTP server.
+ *
+ * @example
+ * const server = await startServer(loadConfig({ env: process.env }));
+ * process.once('SIGTERM', () => server.close());
+ */
+export async function startServer(
+  config: Config,
+  options: ServeOptions = {},
+): Promise<RunningServer> {
+  const logger = createLogger(config.logLevel, options.logStream);
+  prepareHome(config.home);
+  const releasePid = acquirePidLock(config.home);
+  const cleanups: Array<() => unknown> = [releasePid];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  };
+
+  try {
+    const masterKey = loadMasterKey(config.home, config.secret);
+    const store = await openStore(config.home);
+    cleanups.push(() => store.close());
+    const audit = createAuditLog(store, config.home);
+    const keys = createKeyRing(store);
+    cleanups.push(() => keys.close());
+    const exposed = !isLoopbackHost(config.host);
+
+    let bootstrapKey: string | undefined;
+    if (exposed && !keys.hasKeys()) {
+      const minted = await createApiKey(store, { name: 'bootstrap-admin', scope: 'admin' });
+      keys.invalidate();
+      bootstrapKey = minted.key;
+      audit.record({
+        action: 'key.created',
+        actor: 'system',
+        target: minted.apiKey.id,
+        details: { name: minted.apiKey.name, scope: 'admin', reason: 'exposed bind with no keys' },
+      });
+      const announce = options.announce ?? ((text: string) => process.stderr.write(text));
+      announce(
+        [
+          '',
+          `Palisade is bound to ${config.host}, so /v1 requires an API key. None existed; this one was created:`,
+          '',
+          `    ${minted.key}`,
+          '',
+          'It is shown once and stored only as a hash. Keep it safe; revoke it with: palisade keys revoke bootstrap-admin',
+          '',
+        ].join('\n'),
+      );
+    }
+
+    const registry = createUpstreamRegistry({
+      store,
+      masterKey,
+      logger,
+      configured: config.upstreams,
+      healthIntervalMs: config.healthIntervalMs,
+      lookup: options.lookup,
+      connectLookup: options.connectLookup,
+    });
+    cleanups.push(() => registry.close());
+    await registry.start(config.probeLocal);
+
+    const metrics = createMetrics();
+    const limits = { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst };
+    const startedAt = Date.now();
+    const app = buildApp({
+      config,
+      logger,
+      metrics,
+      version: VERSION,
+      startedAt,
+      isAdminRequest: (headers) => {
+        const presented = readPresentedKey(headers);
+        if (presented === undefined) return false;
+        const result = keys.check(presented);
+        return result.ok && result.apiKey.scope === 'admin';
+      },
+      gateway: {
+        registry,
+        keys,
+        limiter: createRateLimiter(limits),
+        audit,
+        policy: { maxTokens: config.maxTokens, maxChoices: config.maxChoices },
+        exposed,
+        corsOrigins: config.corsOrigins,
+        limits,
+        maxStreamsPerKey: config.maxStreamsPerKey,
+        upstreamTimeoutMs: config.upstreamTimeoutMs,
+        streamIdleTimeoutMs: config.streamIdleTimeoutMs,
+      },
+    });
+
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const shownHost = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const url = `http://${shownHost}:${port}`;
+    logger.info(
+      {
+        url,
+        home: config.home,
+        exposed,
+        upstreams: registry.list().map((u) => u.name),
+        version: VERSION,
+      },
+      `Palisade listening on ${url}`,
+    );
+
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= (async () => {
+        logger.info('shutting down: no new connections; waiting for requests in flight');
+        const grace = setTimeout(() => {
+          logger.warn(
+            `grace period of ${config.shutdownGraceMs} ms over; closing remaining connections`,
+          );
+          app.server.closeAllConnections();
+        }, config.shutdownGraceMs);
+        await app.close();
+        clearTimeout(grace);
+        await cleanup();
+        logger.info('stopped');
+        logger.flush();
+      })();
+      return closing;
+    };
+
+    return { app, url, port, logger, store, audit, registry, bootstrapKey, close };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
