@@ -57,6 +57,8 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
   const { registry, metrics, policy } = options;
   const streams = createStreamSlots(options.maxStreamsPerKey);
 
+  // OpenAI's wire format is JSON only; anything else is a 415 rather than a confusing 400.
+  app.removeContentTypeParser('text/plain');
   app.decorateRequest('apiKey', null);
   app.addHook('onRequest', createCorsCheck(options.corsOrigins));
   app.addHook('onRequest', createAccessCheck(options));

@@ -67,6 +67,10 @@ test('wrong shapes say what is wrong', () => {
     /messages\[0\]\.role: must be one of/,
   );
   refused({ model: 'm', messages: [{ role: 'user', content: 5 }] }, /messages\[0\]\.content/);
+  refused(
+    { model: 'm', messages: Array.from({ length: 10_001 }, () => ({ role: 'user', content: '' })) },
+    /messages: must hold at most 10000 messages/,
+  );
   refused(chat({ stream: 'yes' }), /stream: must be true or false/);
   refused({ model: 'm', input: [] }, /input: must not be empty/, 'embedding');
   refused({ model: 'm', prompt: { a: 1 } }, /prompt: must be/, 'completion');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import OpenAI from 'openai';
 import { startMockUpstream, type MockUpstream } from './mock-upstream.js';
 
 let upstream: MockUpstream;
@@ -12,6 +13,11 @@ before(async () => {
 after(async () => {
   await upstream.close();
 });
+
+interface ChatChunk {
+  choices: Array<{ delta: { role?: string; content?: string }; finish_reason: string | null }>;
+  usage?: { completion_tokens: number } | null;
+}
 
 const auth = { authorization: 'Bearer sk-mock', 'content-type': 'application/json' };
 
@@ -90,15 +96,12 @@ test('streams a chat completion as SSE ending with [DONE]', async () => {
   assert.equal(res.headers.get('content-type'), 'text/event-stream');
   const events = (await res.text()).split('\n\n').filter((e) => e !== '');
   assert.equal(events.at(-1), 'data: [DONE]');
-  const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice('data: '.length)));
-  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
-  const text = chunks
-    .filter((c) => c.choices.length > 0)
-    .map((c) => c.choices[0].delta.content ?? '')
-    .join('');
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice('data: '.length)) as ChatChunk);
+  assert.equal(chunks[0]?.choices[0]?.delta.role, 'assistant');
+  const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
   assert.equal(text, 'Hello from mock-large');
-  assert.equal(chunks.at(-2).choices[0].finish_reason, 'stop');
-  assert.equal(chunks.at(-1).usage.completion_tokens, 5);
+  assert.equal(chunks.at(-2)?.choices[0]?.finish_reason, 'stop');
+  assert.equal(chunks.at(-1)?.usage?.completion_tokens, 5);
 });
 
 test('streams a text completion', async () => {
@@ -161,4 +164,38 @@ test('counts an endless stream the client abandons', async () => {
   controller.abort();
   await waitFor(() => upstream.abortedStreams === before + 1, 'the abort to be counted');
   await waitFor(() => upstream.openStreams === 0, 'the stream to close');
+});
+
+test('the openai client reads chat streams and default base64 embeddings', async () => {
+  const client = new OpenAI({ apiKey: 'sk-mock', baseURL: `${upstream.url}/v1`, maxRetries: 0 });
+  const stream = await client.chat.completions.create({
+    model: 'mock-small',
+    stream: true,
+    messages: [{ role: 'user', content: 'hi' }],
+  });
+  let text = '';
+  for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+  assert.equal(text, 'Hello from mock-small');
+  const embedded = await client.embeddings.create({ model: 'mock-small', input: 'a' });
+  assert.equal(embedded.data[0]?.embedding.length, 8);
+});
+
+test('a stalled stream sends only the role chunk and stays open', async () => {
+  const slow = await startMockUpstream({ chunkDelayMs: 5, streamChunks: 3 });
+  try {
+    const res = await fetch(`${slow.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stall-stream', stream: true, messages: [] }),
+    });
+    assert.ok(res.body);
+    const first = await res.body.getReader().read();
+    assert.match(new TextDecoder().decode(first.value), /"role":"assistant"/);
+    await sleep(50);
+    assert.equal(slow.openStreams, 1);
+  } finally {
+    await slow.close();
+  }
+  assert.equal(slow.openStreams, 0);
+  assert.equal(slow.abortedStreams, 1);
 });

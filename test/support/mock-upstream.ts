@@ -16,6 +16,7 @@
  * await upstream.close();
  */
 import http from 'node:http';
+import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 
 export interface RecordedRequest {
@@ -75,6 +76,7 @@ interface Context {
   settings: Settings;
   state: MockUpstream;
   timers: Set<NodeJS.Timeout>;
+  streams: Set<http.ServerResponse>;
   cache: Map<string, Buffer | string[]>;
 }
 
@@ -99,9 +101,9 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     requests: [],
     openStreams: 0,
     abortedStreams: 0,
-    close: () => closeServer(server, timers),
+    close: () => closeServer(ctx, server),
   };
-  const ctx: Context = { settings, state, timers, cache: new Map() };
+  const ctx: Context = { settings, state, timers, streams: new Set(), cache: new Map() };
   server.on('request', (req, res) => receive(ctx, req, res));
 
   await new Promise<void>((resolve, reject) => {
@@ -116,13 +118,16 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   return state;
 }
 
-function closeServer(server: http.Server, timers: Set<NodeJS.Timeout>): Promise<void> {
-  for (const timer of timers) clearTimeout(timer);
-  timers.clear();
-  return new Promise((resolve) => {
+/** Resolves once the port is free and every open stream has been counted as closed. */
+async function closeServer(ctx: Context, server: http.Server): Promise<void> {
+  for (const timer of ctx.timers) clearTimeout(timer);
+  ctx.timers.clear();
+  const streamsClosed = [...ctx.streams].map((res) => once(res, 'close'));
+  await new Promise<void>((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();
   });
+  await Promise.all(streamsClosed);
 }
 
 // ---------------------------------------------------------------- request intake
@@ -455,6 +460,23 @@ function embed(text: string): number[] {
   return values.map((v) => Math.fround(v / norm));
 }
 
+function sendModels(ctx: Context, res: http.ServerResponse): void {
+  const body = cached(ctx, 'models', () =>
+    Buffer.from(
+      JSON.stringify({
+        object: 'list',
+        data: ctx.settings.models.map((id) => ({
+          id,
+          object: 'model',
+          created: ctx.settings.created,
+          owned_by: 'mock',
+        })),
+      }),
+    ),
+  );
+  sendBuffer(res, 200, body);
+}
+
 // ---------------------------------------------------------------- writers
 
 function sendBuffer(res: http.ServerResponse, status: number, body: Buffer): void {
@@ -478,7 +500,9 @@ function sendError(
 /** Sends SSE headers and keeps the stream counters right however the stream ends. */
 function beginStream(ctx: Context, res: http.ServerResponse): void {
   ctx.state.openStreams++;
+  ctx.streams.add(res);
   res.once('close', () => {
+    ctx.streams.delete(res);
     ctx.state.openStreams--;
     if (!res.writableFinished) ctx.state.abortedStreams++;
   });
