@@ -23,9 +23,14 @@ async function serve(home: string, args: string[] = [], env: Record<string, stri
 
 describe('the palisade command', () => {
   test('a bad setting stops start-up with one line naming it, and exit code 2', async () => {
-    const result = await runCli(['serve', '--home', tempHome()], { env: { PALISADE_MAX_TOKENS: 'lots' } });
+    const result = await runCli(['serve', '--home', tempHome()], {
+      env: { PALISADE_MAX_TOKENS: 'lots' },
+    });
     assert.equal(result.code, 2);
-    assert.equal(result.stderr, 'palisade: invalid PALISADE_MAX_TOKENS: expected an integer from 1 to 10000000; got "lots"\n');
+    assert.equal(
+      result.stderr,
+      'palisade: invalid PALISADE_MAX_TOKENS: expected an integer from 1 to 10000000; got "lots"\n',
+    );
     const flag = await runCli(['serve', '--port', '99999', '--home', tempHome()]);
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /^palisade: invalid --port \(PALISADE_PORT\)/);
@@ -43,7 +48,10 @@ describe('the palisade command', () => {
       assert.equal(readFileSync(join(home, 'secret.key')).length, 32);
       const second = await runCli(['serve', '--home', home, '--port', '0']);
       assert.equal(second.code, 2);
-      assert.match(second.stderr, /another Palisade \(pid \d+\) is already serving from .*stop it first/);
+      assert.match(
+        second.stderr,
+        /another Palisade \(pid \d+\) is already serving from .*stop it first/,
+      );
     } finally {
       first.child.kill('SIGTERM');
       await once(first.child, 'exit');
@@ -65,12 +73,26 @@ describe('the palisade command', () => {
     const server = await serve(home);
     try {
       assert.equal(await status(`${server.url}/v1/models`), 200, 'open: loopback, no keys');
-      const created = await runCli(['keys', 'create', 'laptop', '--rpm', '600', '--expires', '30d', '--home', home]);
+      const created = await runCli([
+        'keys',
+        'create',
+        'laptop',
+        '--rpm',
+        '600',
+        '--expires',
+        '30d',
+        '--home',
+        home,
+      ]);
       assert.equal(created.code, 0, created.stderr);
       const key = created.stdout.trim();
       assert.match(key, /^pk_[A-Za-z0-9_-]{43}$/);
       assert.match(created.stderr, /only time it is shown/);
-      assert.equal(await status(`${server.url}/v1/models`), 401, 'a key now exists: keyless is refused');
+      assert.equal(
+        await status(`${server.url}/v1/models`),
+        401,
+        'a key now exists: keyless is refused',
+      );
       assert.equal(await status(`${server.url}/v1/models`, key), 200);
 
       const listed = await runCli(['keys', 'list', '--json', '--home', home]);
@@ -106,7 +128,9 @@ describe('the palisade command', () => {
       let models: string[] = [];
       for (let i = 0; i < 50 && !models.includes('late-model'); i++) {
         const response = await request(`${server.url}/v1/models`);
-        models = ((await response.body.json()) as { data: Array<{ id: string }> }).data.map((m) => m.id);
+        models = ((await response.body.json()) as { data: Array<{ id: string }> }).data.map(
+          (m) => m.id,
+        );
         await new Promise((r) => setTimeout(r, 100));
       }
       assert.deepEqual(models, ['late-model']);
@@ -119,12 +143,20 @@ describe('the palisade command', () => {
 
   test('SIGTERM lets an in-flight stream finish, then exits cleanly', async () => {
     const home = tempHome();
-    const upstream = await startMockUpstream({ models: ['m'], streamChunks: 10, chunkDelayMs: 100 });
+    const upstream = await startMockUpstream({
+      models: ['m'],
+      streamChunks: 10,
+      chunkDelayMs: 100,
+    });
     const server = await serve(home, ['--upstream', `m=${upstream.url}`]);
     const response = await request(`${server.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true }),
+      body: JSON.stringify({
+        model: 'm',
+        messages: [{ role: 'user', content: 'x' }],
+        stream: true,
+      }),
     });
     assert.equal(response.statusCode, 200);
     const exited = once(server.child, 'exit');

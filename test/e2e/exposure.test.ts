@@ -28,7 +28,10 @@ describe('bind and exposure policy', () => {
     try {
       const key = await palisade.createKey({ name: 'first' });
       assert.equal((await get(`${palisade.url}/v1/models`)).status, 401);
-      assert.equal((await get(`${palisade.url}/v1/models`, { authorization: `Bearer ${key}` })).status, 200);
+      assert.equal(
+        (await get(`${palisade.url}/v1/models`, { authorization: `Bearer ${key}` })).status,
+        200,
+      );
       assert.equal((await get(`${palisade.url}/v1/models`, { 'x-api-key': key })).status, 200);
     } finally {
       await palisade.close();
@@ -47,7 +50,10 @@ describe('bind and exposure policy', () => {
       assert.ok(minted, 'the minted key is printed to the terminal');
       assert.match(printed, /shown once/);
       assert.ok(!palisade.logs.join('').includes(minted), 'the minted key is not in the log');
-      assert.equal((await get(`${palisade.url}/v1/models`, { authorization: `Bearer ${minted}` })).status, 200);
+      assert.equal(
+        (await get(`${palisade.url}/v1/models`, { authorization: `Bearer ${minted}` })).status,
+        200,
+      );
       home = palisade.home;
     } finally {
       await palisade.close();
@@ -70,7 +76,13 @@ describe('bind and exposure policy', () => {
       const health = await get(`${palisade.url}/healthz`);
       assert.equal(health.status, 200);
       const body = JSON.parse(health.text);
-      assert.deepEqual(Object.keys(body).sort(), ['active_jobs', 'status', 'upstreams', 'uptime_s', 'version']);
+      assert.deepEqual(Object.keys(body).sort(), [
+        'active_jobs',
+        'status',
+        'upstreams',
+        'uptime_s',
+        'version',
+      ]);
       assert.equal(body.status, 'ok');
       assert.deepEqual(body.upstreams, [{ name: 'mock', healthy: true, models: 2 }]);
       assert.ok(!health.text.includes(upstream.url), 'upstream addresses are not disclosed');
@@ -93,9 +105,17 @@ describe('bind and exposure policy', () => {
       assert.equal(refused.status, 403);
       assert.match(JSON.parse(refused.text).error.message, /admin key/);
       const plain = await palisade.createKey({ name: 'plain' });
-      assert.equal((await get(`${palisade.url}/metrics`, { ...remote, authorization: `Bearer ${plain}` })).status, 403);
+      assert.equal(
+        (await get(`${palisade.url}/metrics`, { ...remote, authorization: `Bearer ${plain}` }))
+          .status,
+        403,
+      );
       const admin = await palisade.createKey({ name: 'admin', scope: 'admin' });
-      assert.equal((await get(`${palisade.url}/metrics`, { ...remote, authorization: `Bearer ${admin}` })).status, 200);
+      assert.equal(
+        (await get(`${palisade.url}/metrics`, { ...remote, authorization: `Bearer ${admin}` }))
+          .status,
+        200,
+      );
     } finally {
       await palisade.close();
     }

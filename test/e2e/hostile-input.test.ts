@@ -39,18 +39,36 @@ describe('hostile input against /v1', () => {
 
   async function call(
     path: string,
-    options: { method?: 'GET' | 'POST' | 'OPTIONS'; body?: unknown; headers?: Record<string, string>; auth?: string | null } = {},
+    options: {
+      method?: 'GET' | 'POST' | 'OPTIONS';
+      body?: unknown;
+      headers?: Record<string, string>;
+      auth?: string | null;
+    } = {},
   ) {
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...options.headers };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      ...options.headers,
+    };
     const auth = options.auth === undefined ? key : options.auth;
     if (auth !== null) headers.authorization = `Bearer ${auth}`;
     const response = await request(`${palisade.url}${path}`, {
       method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
       headers,
-      body: options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body),
+      body:
+        options.body === undefined
+          ? undefined
+          : typeof options.body === 'string'
+            ? options.body
+            : JSON.stringify(options.body),
     });
     const text = await response.body.text();
-    return { status: response.statusCode, headers: response.headers, text, json: () => JSON.parse(text) as ErrorBody };
+    return {
+      status: response.statusCode,
+      headers: response.headers,
+      text,
+      json: () => JSON.parse(text) as ErrorBody,
+    };
   }
 
   interface ErrorBody {
@@ -91,7 +109,10 @@ describe('hostile input against /v1', () => {
       }),
     );
     assert.equal(response.status, 413);
-    const body = response.json() as { error: { code: string; message: string }; request_id: string };
+    const body = response.json() as {
+      error: { code: string; message: string };
+      request_id: string;
+    };
     assert.equal(body.error.code, 'body_too_large');
     assert.match(body.error.message, /PALISADE_BODY_LIMIT/);
     assert.match(body.request_id, /^req_/);
@@ -124,15 +145,25 @@ describe('hostile input against /v1', () => {
       framed(),
     );
     assert.equal(response.status, 413);
-    assert.ok(sent < 4 * 1024 * 1024, `the server stopped reading early (client sent ${sent} bytes)`);
+    assert.ok(
+      sent < 4 * 1024 * 1024,
+      `the server stopped reading early (client sent ${sent} bytes)`,
+    );
   });
 
   test('malformed JSON, wrong content type and an empty body are 400/415', async () => {
-    assertError(await call('/v1/chat/completions', { body: '{"model": "mock-small", ' }), 400, 'invalid_json');
+    assertError(
+      await call('/v1/chat/completions', { body: '{"model": "mock-small", ' }),
+      400,
+      'invalid_json',
+    );
     assertError(await call('/v1/chat/completions', { body: 'null' }), 400, 'invalid_request');
     assertError(await call('/v1/chat/completions', { body: '[1,2]' }), 400, 'invalid_request');
     assertError(
-      await call('/v1/chat/completions', { body: 'model=x', headers: { 'content-type': 'text/plain' } }),
+      await call('/v1/chat/completions', {
+        body: 'model=x',
+        headers: { 'content-type': 'text/plain' },
+      }),
       415,
       'unsupported_media_type',
     );
@@ -144,7 +175,10 @@ describe('hostile input against /v1', () => {
       [{ messages: [{ role: 'user', content: 'x' }] }, /^model is required$/],
       [chat({ model: 42 }), /^model: must be a string/],
       [chat({ messages: 'hello' }), /^messages: must be an array/],
-      [chat({ messages: [{ role: 'root', content: 'x' }] }), /^messages\[0\]\.role: must be one of/],
+      [
+        chat({ messages: [{ role: 'root', content: 'x' }] }),
+        /^messages\[0\]\.role: must be one of/,
+      ],
       [chat({ max_tokens: -1 }), /^max_tokens: must be a positive integer$/],
       [chat({ max_tokens: 2.5 }), /^max_tokens: must be a positive integer$/],
       [chat({ max_tokens: '100' }), /^max_tokens: must be a positive integer$/],
@@ -155,7 +189,12 @@ describe('hostile input against /v1', () => {
     for (const [body, message] of cases) {
       assertError(await call('/v1/chat/completions', { body }), 400, 'invalid_request', message);
     }
-    assertError(await call('/v1/embeddings', { body: { model: 'mock-small', input: {} } }), 400, 'invalid_request', /^input: /);
+    assertError(
+      await call('/v1/embeddings', { body: { model: 'mock-small', input: {} } }),
+      400,
+      'invalid_request',
+      /^input: /,
+    );
   });
 
   test('deeply nested JSON and prototype pollution are 400, not a crash', async () => {
@@ -163,7 +202,9 @@ describe('hostile input against /v1', () => {
     const response = await call('/v1/chat/completions', { body: deep });
     assert.equal(response.status, 400, response.text);
     assertError(
-      await call('/v1/chat/completions', { body: '{"__proto__":{"admin":true},"model":"mock-small","messages":[]}' }),
+      await call('/v1/chat/completions', {
+        body: '{"__proto__":{"admin":true},"model":"mock-small","messages":[]}',
+      }),
       400,
       'invalid_json',
     );
@@ -172,10 +213,20 @@ describe('hostile input against /v1', () => {
   });
 
   test('huge max_tokens is clamped to PALISADE_MAX_TOKENS, absent is set to it', async () => {
-    assert.equal((await call('/v1/chat/completions', { body: chat({ max_tokens: 10 ** 12 }) })).status, 200);
-    assert.equal((upstream.requests.filter((r) => r.method === 'POST').at(-1)?.body as { max_tokens: number }).max_tokens, 512);
+    assert.equal(
+      (await call('/v1/chat/completions', { body: chat({ max_tokens: 10 ** 12 }) })).status,
+      200,
+    );
+    assert.equal(
+      (upstream.requests.filter((r) => r.method === 'POST').at(-1)?.body as { max_tokens: number })
+        .max_tokens,
+      512,
+    );
     assert.equal((await call('/v1/chat/completions', { body: chat({ n: 1000 }) })).status, 200);
-    const last = upstream.requests.filter((r) => r.method === 'POST').at(-1)?.body as { max_tokens: number; n: number };
+    const last = upstream.requests.filter((r) => r.method === 'POST').at(-1)?.body as {
+      max_tokens: number;
+      n: number;
+    };
     assert.equal(last.max_tokens, 512);
     assert.equal(last.n, 4);
   });
@@ -207,30 +258,52 @@ describe('hostile input against /v1', () => {
       'model_not_allowed',
       /may not use model "mock-small"/,
     );
-    assert.equal((await call('/v1/chat/completions', { auth: limited, body: chat({ model: 'allowed-one' }) })).status, 200);
-    const models = JSON.parse((await call('/v1/models', { auth: limited })).text) as { data: Array<{ id: string }> };
-    assert.deepEqual(models.data.map((m) => m.id), ['allowed-one']);
+    assert.equal(
+      (await call('/v1/chat/completions', { auth: limited, body: chat({ model: 'allowed-one' }) }))
+        .status,
+      200,
+    );
+    const models = JSON.parse((await call('/v1/models', { auth: limited })).text) as {
+      data: Array<{ id: string }>;
+    };
+    assert.deepEqual(
+      models.data.map((m) => m.id),
+      ['allowed-one'],
+    );
     keysBefore = JSON.stringify(await listApiKeys(palisade.server.store));
   });
 
   test('a Host that is not ours is refused (DNS rebinding)', async () => {
     for (const host of ['attacker.example', 'localhost.attacker.example', 'llm.example.com.evil']) {
-      const response = await rawRequest(palisade.url, head('GET', '/v1/models', { host, authorization: `Bearer ${key}` }));
+      const response = await rawRequest(
+        palisade.url,
+        head('GET', '/v1/models', { host, authorization: `Bearer ${key}` }),
+      );
       assert.equal(response.status, 403, host);
       assert.equal((response.json() as { error: { code: string } }).error.code, 'host_not_allowed');
     }
-    const allowed = await rawRequest(palisade.url, head('GET', '/healthz', { host: 'llm.example.com:8642' }));
+    const allowed = await rawRequest(
+      palisade.url,
+      head('GET', '/healthz', { host: 'llm.example.com:8642' }),
+    );
     assert.equal(allowed.status, 200);
   });
 
   test('a foreign browser Origin is refused; a listed one gets CORS headers', async () => {
     assertError(
-      await call('/v1/chat/completions', { body: chat(), headers: { origin: 'https://evil.example' } }),
+      await call('/v1/chat/completions', {
+        body: chat(),
+        headers: { origin: 'https://evil.example' },
+      }),
       403,
       'origin_not_allowed',
       /PALISADE_CORS_ORIGINS/,
     );
-    assertError(await call('/v1/models', { headers: { origin: 'null' } }), 403, 'origin_not_allowed');
+    assertError(
+      await call('/v1/models', { headers: { origin: 'null' } }),
+      403,
+      'origin_not_allowed',
+    );
     const allowed = await call('/v1/models', { headers: { origin: 'https://app.example.com' } });
     assert.equal(allowed.status, 200);
     assert.equal(allowed.headers['access-control-allow-origin'], 'https://app.example.com');
@@ -252,7 +325,11 @@ describe('hostile input against /v1', () => {
   test('oversized headers are refused with 431', async () => {
     const response = await rawRequest(
       palisade.url,
-      head('GET', '/v1/models', { host: '127.0.0.1', authorization: `Bearer ${key}`, 'x-junk': 'a'.repeat(20_000) }),
+      head('GET', '/v1/models', {
+        host: '127.0.0.1',
+        authorization: `Bearer ${key}`,
+        'x-junk': 'a'.repeat(20_000),
+      }),
     );
     assert.equal(response.status, 431);
   });
@@ -261,7 +338,10 @@ describe('hostile input against /v1', () => {
     const slow = await palisade.createKey({ name: 'slow', rpm: 3 });
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push(await call('/v1/models', { auth: slow }));
-    assert.deepEqual(statuses.map((s) => s.status), [200, 200, 200, 429, 429]);
+    assert.deepEqual(
+      statuses.map((s) => s.status),
+      [200, 200, 200, 429, 429],
+    );
     assertError(statuses[3] as never, 429, 'rate_limited', /retry in \d+s/);
     assert.ok(Number(statuses[3]?.headers['retry-after']) >= 1);
     keysBefore = JSON.stringify(await listApiKeys(palisade.server.store));
@@ -270,7 +350,9 @@ describe('hostile input against /v1', () => {
   test('guessing keys from one address runs into the per-IP limit', async () => {
     const statuses = new Set<number>();
     for (let i = 0; i < 80; i++) {
-      statuses.add((await call('/v1/models', { auth: `pk_${String(i).padStart(43, 'q')}` })).status);
+      statuses.add(
+        (await call('/v1/models', { auth: `pk_${String(i).padStart(43, 'q')}` })).status,
+      );
       if (statuses.has(429)) break;
     }
     assert.ok(statuses.has(401));
@@ -287,7 +369,10 @@ describe('hostile input against /v1', () => {
       signal: controller.signal,
     });
     assert.equal(first.statusCode, 200);
-    const second = await call('/v1/chat/completions', { auth: capped, body: chat({ model: 'endless-stream', stream: true }) });
+    const second = await call('/v1/chat/completions', {
+      auth: capped,
+      body: chat({ model: 'endless-stream', stream: true }),
+    });
     assertError(second, 429, 'rate_limited', /streams open/);
     controller.abort();
     await first.body.text().catch(() => undefined);
@@ -302,7 +387,10 @@ describe('hostile input against /v1', () => {
 
   test('after all that, stored keys are unchanged and the audit chain verifies', async () => {
     palisade.server.store.sqlite.pragma('wal_checkpoint(PASSIVE)');
-    const keysAfter = JSON.stringify(await listApiKeys(palisade.server.store)).replace(/"lastUsedAt":"[^"]+"/g, '');
+    const keysAfter = JSON.stringify(await listApiKeys(palisade.server.store)).replace(
+      /"lastUsedAt":"[^"]+"/g,
+      '',
+    );
     assert.equal(keysAfter, keysBefore.replace(/"lastUsedAt":"[^"]+"/g, ''));
     const audit = verifyAudit(palisade.server.store, palisade.home);
     assert.equal(audit.ok, true);

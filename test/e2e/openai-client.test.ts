@@ -45,7 +45,11 @@ describe('the official openai client through Palisade', () => {
     const seen = upstream.requests.at(-1);
     assert.equal(seen?.path, '/v1/chat/completions');
     assert.equal((seen?.body as { max_tokens: number }).max_tokens, 20);
-    assert.equal(seen?.headers.authorization, undefined, 'the client key never reaches the upstream');
+    assert.equal(
+      seen?.headers.authorization,
+      undefined,
+      'the client key never reaches the upstream',
+    );
   });
 
   test('streaming chat arrives chunk by chunk and ends', async () => {
@@ -69,9 +73,17 @@ describe('the official openai client through Palisade', () => {
   });
 
   test('legacy completions, JSON and streaming', async () => {
-    const completion = await client.completions.create({ model: 'mock-small', prompt: 'Once', max_tokens: 5 });
+    const completion = await client.completions.create({
+      model: 'mock-small',
+      prompt: 'Once',
+      max_tokens: 5,
+    });
     assert.equal(completion.object, 'text_completion');
-    const stream = await client.completions.create({ model: 'mock-small', prompt: 'Once', stream: true });
+    const stream = await client.completions.create({
+      model: 'mock-small',
+      prompt: 'Once',
+      stream: true,
+    });
     let parts = 0;
     for await (const part of stream) if (part.choices[0]?.text !== undefined) parts += 1;
     assert.ok(parts > 0);
@@ -85,7 +97,10 @@ describe('the official openai client through Palisade', () => {
 
   test('requests are routed by model', async () => {
     const before = other.requests.length;
-    await client.chat.completions.create({ model: 'other-model', messages: [{ role: 'user', content: 'x' }] });
+    await client.chat.completions.create({
+      model: 'other-model',
+      messages: [{ role: 'user', content: 'x' }],
+    });
     assert.equal(other.requests.length, before + 1);
     assert.equal((other.requests.at(-1)?.body as { model: string }).model, 'other-model');
   });
@@ -103,12 +118,18 @@ describe('the official openai client through Palisade', () => {
   });
 
   test('a wrong key is a 401 AuthenticationError', async () => {
-    const wrong = new OpenAI({ apiKey: 'pk_' + 'A'.repeat(43), baseURL: `${palisade.url}/v1`, maxRetries: 0 });
+    const wrong = new OpenAI({
+      apiKey: 'pk_' + 'A'.repeat(43),
+      baseURL: `${palisade.url}/v1`,
+      maxRetries: 0,
+    });
     await assert.rejects(wrong.models.list(), OpenAI.AuthenticationError);
   });
 
   test('every request is one access line with its request id, and no key in any log line', async () => {
-    const response = await fetch(`${palisade.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    const response = await fetch(`${palisade.url}/v1/models`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
     const requestId = response.headers.get('x-request-id');
     assert.match(requestId ?? '', /^req_[0-9a-f]{24}$/);
     const lines = logRecords(palisade.logs).filter((r) => r.request_id === requestId);

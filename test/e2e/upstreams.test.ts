@@ -37,7 +37,9 @@ describe('upstream routing, errors and streaming', () => {
   test('a connection failure before sending moves on to the next upstream serving the model', async () => {
     const live = await startMockUpstream({ models: ['shared'] });
     const port = await deadPort();
-    const palisade = await startPalisade({ env: { PALISADE_UPSTREAMS: `dead=http://127.0.0.1:${port},live=${live.url}` } });
+    const palisade = await startPalisade({
+      env: { PALISADE_UPSTREAMS: `dead=http://127.0.0.1:${port},live=${live.url}` },
+    });
     try {
       // Make the dead upstream look like it serves the model and comes first.
       const dead = palisade.server.registry.list().find((u) => u.name === 'dead');
@@ -57,7 +59,9 @@ describe('upstream routing, errors and streaming', () => {
 
   test('no upstream reachable is a 502 that says so', async () => {
     const port = await deadPort();
-    const palisade = await startPalisade({ env: { PALISADE_UPSTREAMS: `dead=http://127.0.0.1:${port}` } });
+    const palisade = await startPalisade({
+      env: { PALISADE_UPSTREAMS: `dead=http://127.0.0.1:${port}` },
+    });
     try {
       const response = await post(`${palisade.url}/v1/chat/completions`, chat('anything'));
       assert.equal(response.statusCode, 502);
@@ -75,7 +79,10 @@ describe('upstream routing, errors and streaming', () => {
     try {
       const bad = await post(`${palisade.url}/v1/chat/completions`, chat('error-400'));
       assert.equal(bad.statusCode, 400);
-      const badBody = (await bad.body.json()) as { error: { message: string; code: string }; request_id: string };
+      const badBody = (await bad.body.json()) as {
+        error: { message: string; code: string };
+        request_id: string;
+      };
       assert.equal(badBody.error.message, 'bad thing');
       assert.equal(badBody.error.code, 'bad');
       assert.match(badBody.request_id, /^req_/);
@@ -113,7 +120,10 @@ describe('upstream routing, errors and streaming', () => {
       env: { PALISADE_UPSTREAMS: `mock=${upstream.url}`, PALISADE_STREAM_IDLE_TIMEOUT: '300ms' },
     });
     try {
-      const response = await post(`${palisade.url}/v1/chat/completions`, chat('stall-stream', { stream: true }));
+      const response = await post(
+        `${palisade.url}/v1/chat/completions`,
+        chat('stall-stream', { stream: true }),
+      );
       assert.equal(response.statusCode, 200);
       assert.match(String(response.headers['content-type']), /^text\/event-stream/);
       const text = await response.body.text();
@@ -181,12 +191,17 @@ describe('SSRF guard on upstreams', () => {
       startPalisade({ env: { PALISADE_UPSTREAMS: 'meta=http://[fd00:ec2::254]/' } }),
       /refused/,
     );
-    await assert.rejects(startPalisade({ env: { PALISADE_UPSTREAMS: 'meta=http://metadata.google.internal' } }), /refused/);
+    await assert.rejects(
+      startPalisade({ env: { PALISADE_UPSTREAMS: 'meta=http://metadata.google.internal' } }),
+      /refused/,
+    );
   });
 
   test('a host name that resolves to a metadata address is refused too', async () => {
     const lookup = async (hostname: string) =>
-      hostname === 'innocent.example' ? [{ address: '169.254.169.254', family: 4 }] : [{ address: '127.0.0.1', family: 4 }];
+      hostname === 'innocent.example'
+        ? [{ address: '169.254.169.254', family: 4 }]
+        : [{ address: '127.0.0.1', family: 4 }];
     await assert.rejects(
       startPalisade({ env: { PALISADE_UPSTREAMS: 'x=http://innocent.example:8080' }, lookup }),
       /innocent\.example resolves to 169\.254\.169\.254/,
@@ -199,9 +214,16 @@ describe('SSRF guard on upstreams', () => {
     // When the upstream is checked the name points at loopback; by the time a connection is
     // made it points at the metadata service.
     const lookup = async () => [{ address: '127.0.0.1', family: 4 }];
-    const rebound = ((_hostname: string, options: unknown, callback: (...args: unknown[]) => void) => {
-      const all = typeof options === 'object' && options !== null && (options as { all?: boolean }).all;
-      return all ? callback(null, [{ address: '169.254.169.254', family: 4 }]) : callback(null, '169.254.169.254', 4);
+    const rebound = ((
+      _hostname: string,
+      options: unknown,
+      callback: (...args: unknown[]) => void,
+    ) => {
+      const all =
+        typeof options === 'object' && options !== null && (options as { all?: boolean }).all;
+      return all
+        ? callback(null, [{ address: '169.254.169.254', family: 4 }])
+        : callback(null, '169.254.169.254', 4);
     }) as LookupFunction;
     const palisade = await startPalisade({
       env: { PALISADE_UPSTREAMS: `r=http://rebind.example:${port}` },
@@ -223,17 +245,44 @@ describe('SSRF guard on upstreams', () => {
 
   test('palisade upstreams add refuses metadata and credential URLs, accepts local ones', async () => {
     const home = tempHome();
-    const refused = await runCli(['upstreams', 'add', 'meta', 'http://169.254.169.254/latest', '--home', home]);
+    const refused = await runCli([
+      'upstreams',
+      'add',
+      'meta',
+      'http://169.254.169.254/latest',
+      '--home',
+      home,
+    ]);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^palisade: upstream URL refused: 169\.254\.169\.254 is a cloud metadata address/);
-    const creds = await runCli(['upstreams', 'add', 'c', 'http://user:pw@127.0.0.1:1234', '--home', home]);
+    assert.match(
+      refused.stderr,
+      /^palisade: upstream URL refused: 169\.254\.169\.254 is a cloud metadata address/,
+    );
+    const creds = await runCli([
+      'upstreams',
+      'add',
+      'c',
+      'http://user:pw@127.0.0.1:1234',
+      '--home',
+      home,
+    ]);
     assert.equal(creds.code, 1);
     assert.ok(!creds.stderr.includes('pw@'), 'credentials are not echoed');
     const scheme = await runCli(['upstreams', 'add', 'f', 'file:///etc/passwd', '--home', home]);
     assert.equal(scheme.code, 1);
-    const ok = await runCli(['upstreams', 'add', 'local', 'http://127.0.0.1:1234/v1', '--home', home]);
+    const ok = await runCli([
+      'upstreams',
+      'add',
+      'local',
+      'http://127.0.0.1:1234/v1',
+      '--home',
+      home,
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     const listed = await runCli(['upstreams', 'list', '--json', '--home', home]);
-    assert.deepEqual(JSON.parse(listed.stdout).map((u: { name: string }) => u.name), ['local']);
+    assert.deepEqual(
+      JSON.parse(listed.stdout).map((u: { name: string }) => u.name),
+      ['local'],
+    );
   });
 });
