@@ -39,6 +39,7 @@ export interface GatewayOptions {
 
 /** Largest non-streaming upstream response relayed (embeddings of a big batch fit easily). */
 const RESPONSE_LIMIT = 256 * 1024 * 1024;
+const USAGE_WINDOW = 16 * 1024;
 
 const ROUTES: ReadonlyArray<{ url: string; endpoint: Endpoint }> = [
   { url: '/chat/completions', endpoint: 'chat' },
@@ -138,7 +139,8 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
         );
     }
     const payload = await readCapped(response.body, RESPONSE_LIMIT);
-    countTokens(findUsage(payload.toString('latin1', Math.max(0, payload.length - 1024))));
+    // Usage sits near the end of a completion; big bodies (embeddings) are only searched at the tail.
+    countTokens(findUsage(payload.toString('latin1', Math.max(0, payload.length - USAGE_WINDOW))));
     return reply.code(response.statusCode).header('content-type', contentType).send(payload);
   }
 

@@ -50,6 +50,8 @@ export interface RegistryOptions {
   lookup?: Lookup;
   connectLookup?: LookupFunction;
   onHealth?: (upstream: Upstream) => void;
+  /** Ports probed when nothing is configured; the usual local servers by default. */
+  probePorts?: ReadonlyArray<{ name: string; port: number; product: string }>;
 }
 
 /** Splits an upstream URL into the pool origin and the path before `/v1`. */
@@ -129,6 +131,7 @@ export function createUpstreamRegistry(options: RegistryOptions) {
   const { store, logger } = options;
   const box = upstreamKeyBox(options.masterKey);
   const connectLookup = options.connectLookup ?? guardedLookup();
+  const probePorts = options.probePorts ?? LOCAL_PORTS;
   const upstreams = new Map<string, Upstream>();
   let storeVersion = -1;
   let timer: NodeJS.Timeout | undefined;
@@ -278,7 +281,7 @@ export function createUpstreamRegistry(options: RegistryOptions) {
   async function probeLocal(): Promise<Upstream[]> {
     const found: Upstream[] = [];
     await Promise.all(
-      LOCAL_PORTS.map(async ({ name, port, product }) => {
+      probePorts.map(async ({ name, port, product }) => {
         if (upstreams.has(name)) return;
         const upstream = makeUpstream(
           name,
@@ -316,7 +319,7 @@ export function createUpstreamRegistry(options: RegistryOptions) {
         const found = await probeLocal();
         if (found.length === 0) {
           logger.warn(
-            `no upstream configured and none found on ports ${LOCAL_PORTS.map((p) => `${p.port} (${p.product})`).join(', ')}; add one with: palisade upstreams add NAME URL`,
+            `no upstream configured and none found on ports ${probePorts.map((p) => `${p.port} (${p.product})`).join(', ')}; add one with: palisade upstreams add NAME URL`,
           );
         }
       }

@@ -52,7 +52,12 @@ export function buildApp(options: AppOptions): FastifyInstance {
     requestTimeout: config.requestTimeoutMs,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    http: { maxHeaderSize: config.maxHeaderSize, headersTimeout: config.headersTimeoutMs },
+    http: {
+      maxHeaderSize: config.maxHeaderSize,
+      headersTimeout: config.headersTimeoutMs,
+      // How often Node checks for clients past their header/request deadlines (default 30 s).
+      connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
+    },
   });
 
   const hostAllowed = createHostGuard({ bindHost: config.host, allowedHosts: config.allowedHosts });

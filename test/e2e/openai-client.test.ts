@@ -126,6 +126,15 @@ describe('the official openai client through Palisade', () => {
     await assert.rejects(wrong.models.list(), OpenAI.AuthenticationError);
   });
 
+  test('/metrics counts requests and the tokens upstreams reported', async () => {
+    const response = await fetch(`${palisade.url}/metrics`);
+    const text = await response.text();
+    const completion = /palisade_tokens_total\{kind="completion"\} (\d+)/.exec(text);
+    assert.ok(completion && Number(completion[1]) > 0, 'completion tokens counted');
+    assert.match(text, /palisade_http_requests_total\{route="\/v1\/chat\/completions",status="200"\} \d+/);
+    assert.match(text, /palisade_http_request_duration_seconds_bucket/);
+  });
+
   test('every request is one access line with its request id, and no key in any log line', async () => {
     const response = await fetch(`${palisade.url}/v1/models`, {
       headers: { authorization: `Bearer ${key}` },

@@ -1,0 +1,33 @@
+/** Maximum throughput: autocannon, 50 connections, non-streaming chat completions. */
+import autocannon from 'autocannon';
+import { CHAT_BODY, CHAT_PATH, requestHeaders, type Target } from './targets.js';
+
+export const THROUGHPUT_CONNECTIONS = 50;
+
+export interface ThroughputRun {
+  /** Successful (2xx) responses per second. */
+  rps: number;
+  non2xx: number;
+  errors: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+}
+
+export async function measureThroughput(target: Target, seconds: number): Promise<ThroughputRun> {
+  const result = await autocannon({
+    url: `${target.origin}${CHAT_PATH}`,
+    method: 'POST',
+    connections: THROUGHPUT_CONNECTIONS,
+    duration: seconds,
+    headers: requestHeaders(target),
+    body: CHAT_BODY,
+    timeout: 10,
+  });
+  return {
+    rps: result['2xx'] / result.duration,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+  };
+}
