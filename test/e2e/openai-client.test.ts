@@ -131,7 +131,10 @@ describe('the official openai client through Palisade', () => {
     const text = await response.text();
     const completion = /palisade_tokens_total\{kind="completion"\} (\d+)/.exec(text);
     assert.ok(completion && Number(completion[1]) > 0, 'completion tokens counted');
-    assert.match(text, /palisade_http_requests_total\{route="\/v1\/chat\/completions",status="200"\} \d+/);
+    assert.match(
+      text,
+      /palisade_http_requests_total\{route="\/v1\/chat\/completions",status="200"\} \d+/,
+    );
     assert.match(text, /palisade_http_request_duration_seconds_bucket/);
   });
 
