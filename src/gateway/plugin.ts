@@ -19,6 +19,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The API key that authenticated this request; null when the gateway is open. */
     apiKey: ApiKey | null;
+    /** The upstream that served the request, for the access log. */
+    upstream: string | null;
   }
 }
 
@@ -41,6 +43,9 @@ export interface GatewayOptions {
 const RESPONSE_LIMIT = 256 * 1024 * 1024;
 const USAGE_WINDOW = 16 * 1024;
 
+/** The client hung up before the upstream answered (logged as 499, as nginx does). */
+const CLIENT_GONE = new HttpError(499, 'client_closed_request', 'the client closed the connection');
+
 const ROUTES: ReadonlyArray<{ url: string; endpoint: Endpoint }> = [
   { url: '/chat/completions', endpoint: 'chat' },
   { url: '/completions', endpoint: 'completion' },
@@ -61,6 +66,7 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
   // OpenAI's wire format is JSON only; anything else is a 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('apiKey', null);
+  app.decorateRequest('upstream', null);
   app.addHook('onRequest', createCorsCheck(options.corsOrigins));
   app.addHook('onRequest', createAccessCheck(options));
 
@@ -118,7 +124,11 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
       signal: controller.signal,
       headersTimeoutMs: options.upstreamTimeoutMs,
       bodyTimeoutMs: options.streamIdleTimeoutMs,
+    }).catch((error: unknown) => {
+      if (controller.signal.aborted) throw CLIENT_GONE;
+      throw error;
     });
+    request.upstream = upstream.name;
     if (response.statusCode >= 300) throw await upstreamError(upstream, response);
 
     const contentType = String(response.headers['content-type'] ?? 'application/json');

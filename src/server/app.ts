@@ -86,6 +86,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
         ms: Math.round(reply.elapsedTime * 10) / 10,
         ip: request.ip,
         key: request.apiKey?.id,
+        upstream: request.upstream ?? undefined,
       },
       'request',
     );
