@@ -4,6 +4,7 @@ import { ConfigError } from '../config/index.js';
 import { AlreadyRunningError, VERSION } from '../server/index.js';
 import { registerAuditCommands } from './audit.js';
 import { CliError } from './context.js';
+import { registerDoctorCommand } from './doctor.js';
 import { registerKeyCommands } from './keys.js';
 import { registerServeCommand } from './serve.js';
 import { registerUpstreamCommands } from './upstreams.js';
@@ -19,6 +20,7 @@ registerServeCommand(program);
 registerKeyCommands(program);
 registerUpstreamCommands(program);
 registerAuditCommands(program);
+registerDoctorCommand(program);
 
 /** Errors a user can fix print one line and no stack trace. */
 function fail(error: unknown): never {

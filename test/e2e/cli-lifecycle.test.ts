@@ -185,4 +185,25 @@ describe('the palisade command', () => {
     assert.equal(broken.code, 1);
     assert.match(broken.stderr, /audit log broken at line 2/);
   });
+
+  test('doctor reports a healthy home and names what is wrong', async () => {
+    const home = tempHome();
+    const upstream = await startMockUpstream();
+    try {
+      const healthy = await runCli(['doctor', '--json', '--home', home], {
+        env: { PALISADE_UPSTREAMS: `mock=${upstream.url}` },
+      });
+      assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+      const checks = JSON.parse(healthy.stdout) as Array<{ status: string; check: string }>;
+      assert.ok(checks.every((c) => c.status === 'ok'));
+      assert.ok(checks.some((c) => c.check === 'upstream mock'));
+      const broken = await runCli(['doctor', '--home', home], {
+        env: { PALISADE_UPSTREAMS: 'meta=http://169.254.169.254' },
+      });
+      assert.equal(broken.code, 1);
+      assert.match(broken.stdout, /FAIL\s+upstream meta\s+.*cloud metadata address/);
+    } finally {
+      await upstream.close();
+    }
+  });
 });

@@ -1,0 +1,126 @@
+import type { Command } from 'commander';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { request } from 'undici';
+import { homeFile, isLoopbackHost, loadConfig, type FlagValues } from '../config/index.js';
+import { assertUpstreamAllowed, listStoredUpstreams } from '../gateway/index.js';
+import { printRows, withContext, type GlobalOptions } from './context.js';
+
+interface Check {
+  check: string;
+  ok: boolean;
+  detail: string;
+}
+
+function modeOf(path: string): number {
+  return statSync(path).mode & 0o777;
+}
+
+async function probe(url: string): Promise<string | undefined> {
+  try {
+    await assertUpstreamAllowed(url);
+    const base = url.replace(/\/+$/, '').replace(/\/v1$/, '');
+    const response = await request(`${base}/v1/models`, {
+      headersTimeout: 2_000,
+      bodyTimeout: 2_000,
+    });
+    await response.body.dump();
+    return response.statusCode === 200 ? undefined : `answered ${response.statusCode}`;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    return code && code !== 'ERR_SSRF_BLOCKED' ? code : (error as Error).message;
+  }
+}
+
+/** Checks what usually goes wrong: Node version, home permissions, key file, database, upstreams. */
+async function diagnose(options: GlobalOptions): Promise<Check[]> {
+  const checks: Check[] = [];
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  checks.push({
+    check: 'node',
+    ok: major > 20 || (major === 20 && minor >= 19),
+    detail: `${process.versions.node} (needs 20.19 or newer)`,
+  });
+
+  const flags: FlagValues = options.home ? { home: options.home } : {};
+  const config = loadConfig({ flags, env: process.env });
+  checks.push({
+    check: 'bind',
+    ok: true,
+    detail: isLoopbackHost(config.host)
+      ? `${config.host}:${config.port} (loopback: open until the first key exists)`
+      : `${config.host}:${config.port} (exposed: API keys required)`,
+  });
+
+  await withContext(options, async (ctx) => {
+    const home = ctx.config.home;
+    checks.push({
+      check: 'home',
+      ok: modeOf(home) === 0o700,
+      detail: `${home} mode ${modeOf(home).toString(8)}`,
+    });
+    for (const file of ['secret.key', 'palisade.db', 'audit.jsonl'] as const) {
+      const path = homeFile(home, file);
+      if (!existsSync(path)) {
+        checks.push({ check: file, ok: file === 'audit.jsonl', detail: 'not created yet' });
+        continue;
+      }
+      const mode = modeOf(path);
+      checks.push({
+        check: file,
+        ok: (mode & 0o077) === 0,
+        detail: `mode ${mode.toString(8)}${(mode & 0o077) === 0 ? '' : ': run chmod 600'}`,
+      });
+    }
+    const pidFile = homeFile(home, 'palisade.pid');
+    checks.push({
+      check: 'server',
+      ok: true,
+      detail: existsSync(pidFile)
+        ? `pid file present (pid ${readFileSync(pidFile, 'utf8').trim()})`
+        : 'not running on this home',
+    });
+    const integrity = ctx.store.sqlite.pragma('quick_check', { simple: true });
+    checks.push({
+      check: 'database',
+      ok: integrity === 'ok',
+      detail: `quick_check: ${String(integrity)}`,
+    });
+
+    const upstreams = [...ctx.config.upstreams, ...(await listStoredUpstreams(ctx.store))];
+    if (upstreams.length === 0) {
+      checks.push({
+        check: 'upstreams',
+        ok: true,
+        detail: 'none configured: local ports are probed at start',
+      });
+    }
+    for (const upstream of upstreams) {
+      const problem = await probe(upstream.url);
+      checks.push({
+        check: `upstream ${upstream.name}`,
+        ok: problem === undefined,
+        detail:
+          problem === undefined
+            ? `${upstream.url} answers /v1/models`
+            : `${upstream.url}: ${problem}`,
+      });
+    }
+  });
+  return checks;
+}
+
+export function registerDoctorCommand(program: Command): void {
+  program
+    .command('doctor')
+    .description('check the installation: Node, home permissions, database, upstreams')
+    .option('--json', 'print JSON')
+    .action(async (_f: unknown, command: Command) => {
+      const options = command.optsWithGlobals<{ json?: boolean } & GlobalOptions>();
+      const checks = await diagnose(options);
+      printRows(
+        checks.map((c) => ({ status: c.ok ? 'ok' : 'FAIL', check: c.check, detail: c.detail })),
+        options.json,
+      );
+      if (checks.some((c) => !c.ok)) process.exitCode = 1;
+    });
+}
