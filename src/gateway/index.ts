@@ -1,4 +1,7 @@
 export { gateway, type GatewayOptions } from './plugin.js';
+export type { Dispatcher, Dispatched } from './dispatch.js';
+export { readCapped, relayStream, findUsage, type Usage } from './relay.js';
+export type { ForwardBody } from './policy.js';
 export {
   addUpstream,
   createUpstreamRegistry,

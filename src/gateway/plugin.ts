@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import fastifyPlugin from 'fastify-plugin';
 import type { AuditLog } from '../audit/index.js';
 import {
   matchesAny,
@@ -7,13 +8,13 @@ import {
   type KeyRing,
   type RateLimiter,
 } from '../auth/index.js';
-import { HttpError } from '../server/errors.js';
 import type { Metrics } from '../server/metrics.js';
-import { createAccessCheck, createStreamSlots } from './access.js';
+import { createAccessCheck } from './access.js';
 import { createCorsCheck } from './cors.js';
+import { createDispatcher, type Dispatcher } from './dispatch.js';
 import { applyPolicy, type Endpoint, type RequestPolicy } from './policy.js';
-import { findUsage, forward, readCapped, relayStream, upstreamError, type Usage } from './relay.js';
-import type { UpstreamRegistry } from './upstreams.js';
+import { findUsage, readCapped, relayStream } from './relay.js';
+import type { ModelEntry, UpstreamRegistry } from './upstreams.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,6 +22,10 @@ declare module 'fastify' {
     apiKey: ApiKey | null;
     /** The upstream that served the request, for the access log. */
     upstream: string | null;
+  }
+  interface FastifyInstance {
+    /** Sends OpenAI-format bodies to upstreams; shared with the other /v1 faces. */
+    gateway: Dispatcher;
   }
 }
 
@@ -37,14 +42,17 @@ export interface GatewayOptions {
   maxStreamsPerKey: number;
   upstreamTimeoutMs: number;
   streamIdleTimeoutMs: number;
+  /**
+   * Another face's model list format, chosen per request (e.g. Anthropic's when the request
+   * carries `anthropic-version`); undefined keeps OpenAI's.
+   */
+  modelListFormat?: (request: FastifyRequest, models: ModelEntry[]) => unknown;
 }
 
 /** Largest non-streaming upstream response relayed (embeddings of a big batch fit easily). */
 const RESPONSE_LIMIT = 256 * 1024 * 1024;
+/** Usage sits near the end of a completion; big bodies (embeddings) are only searched at the tail. */
 const USAGE_WINDOW = 16 * 1024;
-
-/** The client hung up before the upstream answered (logged as 499, as nginx does). */
-const CLIENT_GONE = new HttpError(499, 'client_closed_request', 'the client closed the connection');
 
 const ROUTES: ReadonlyArray<{ url: string; endpoint: Endpoint }> = [
   { url: '/chat/completions', endpoint: 'chat' },
@@ -55,18 +63,24 @@ const ROUTES: ReadonlyArray<{ url: string; endpoint: Endpoint }> = [
 /**
  * The OpenAI-compatible gateway, registered under `/v1`: key checks and limits, request
  * policy, routing by model, and the relay (streaming or not) to the chosen upstream.
+ * Its hooks and the `gateway` dispatcher apply to the whole `/v1` scope, so other faces
+ * registered beside it (Anthropic Messages) get the same door and the same routing.
  *
  * @example
- * app.register(gateway, { prefix: '/v1', registry, keys, limiter, ... });
+ * app.register(async (v1) => {
+ *   await v1.register(gateway, { registry, keys, limiter, ... });
+ *   await v1.register(messages, { ... }); // uses v1.gateway.dispatch()
+ * }, { prefix: '/v1' });
  */
-export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) => {
-  const { registry, metrics, policy } = options;
-  const streams = createStreamSlots(options.maxStreamsPerKey);
+const gatewayPlugin: FastifyPluginAsync<GatewayOptions> = async (app, options) => {
+  const { registry, policy } = options;
+  const dispatcher = createDispatcher(options);
 
-  // OpenAI's wire format is JSON only; anything else is a 415 rather than a confusing 400.
+  // The wire formats here are JSON only; anything else is a 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('apiKey', null);
   app.decorateRequest('upstream', null);
+  app.decorate('gateway', dispatcher);
   app.addHook('onRequest', createCorsCheck(options.corsOrigins));
   app.addHook('onRequest', createAccessCheck(options));
 
@@ -75,17 +89,8 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
   app.get('/models', async (request) => {
     const patterns = request.apiKey?.modelPatterns ?? null;
     const data = registry.models().filter((m) => patterns === null || matchesAny(m.id, patterns));
-    return { object: 'list', data };
+    return options.modelListFormat?.(request, data) ?? { object: 'list', data };
   });
-
-  function countTokens(usage: Usage | undefined) {
-    if (!usage) return;
-    if (typeof usage.prompt_tokens === 'number')
-      metrics.tokens.inc({ kind: 'prompt' }, usage.prompt_tokens);
-    if (typeof usage.completion_tokens === 'number') {
-      metrics.tokens.inc({ kind: 'completion' }, usage.completion_tokens);
-    }
-  }
 
   async function relay(
     endpoint: Endpoint,
@@ -94,47 +99,11 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
     reply: FastifyReply,
   ) {
     const body = applyPolicy(endpoint, request.body, policy);
-    const key = request.apiKey;
-    if (key?.modelPatterns && !matchesAny(body.model, key.modelPatterns)) {
-      throw new HttpError(
-        403,
-        'model_not_allowed',
-        `key "${key.name}" may not use model "${body.model}" (allowed: ${key.models?.join(', ')})`,
-      );
-    }
-    const candidates = registry.candidates(body.model);
-    if (candidates.length === 0) {
-      throw new HttpError(
-        404,
-        'model_not_found',
-        `model "${body.model}" is not served by any upstream; GET /v1/models lists the models available`,
-      );
-    }
-    const streaming = body.stream === true;
-    const release = streaming ? streams.acquire(key) : () => undefined;
-    const controller = new AbortController();
-    reply.raw.once('close', () => {
-      release();
-      if (!reply.raw.writableFinished) controller.abort();
-    });
-
-    const { upstream, response } = await forward(candidates, {
-      path,
-      body: JSON.stringify(body),
-      signal: controller.signal,
-      headersTimeoutMs: options.upstreamTimeoutMs,
-      bodyTimeoutMs: options.streamIdleTimeoutMs,
-    }).catch((error: unknown) => {
-      if (controller.signal.aborted) throw CLIENT_GONE;
-      throw error;
-    });
-    request.upstream = upstream.name;
-    if (response.statusCode >= 300) throw await upstreamError(upstream, response);
+    const { upstream, response, signal } = await dispatcher.dispatch(request, reply, body, path);
 
     const contentType = String(response.headers['content-type'] ?? 'application/json');
-    if (streaming && contentType.startsWith('text/event-stream')) {
-      metrics.activeStreams.inc();
-      reply.raw.once('close', () => metrics.activeStreams.dec());
+    if (body.stream === true && contentType.startsWith('text/event-stream')) {
+      dispatcher.trackStream(reply);
       return reply
         .header('content-type', 'text/event-stream; charset=utf-8')
         .header('cache-control', 'no-cache')
@@ -143,14 +112,15 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
           relayStream(response.body, {
             upstreamName: upstream.name,
             idleTimeoutMs: options.streamIdleTimeoutMs,
-            signal: controller.signal,
-            onUsage: countTokens,
+            signal,
+            onUsage: dispatcher.countTokens,
           }),
         );
     }
     const payload = await readCapped(response.body, RESPONSE_LIMIT);
-    // Usage sits near the end of a completion; big bodies (embeddings) are only searched at the tail.
-    countTokens(findUsage(payload.toString('latin1', Math.max(0, payload.length - USAGE_WINDOW))));
+    dispatcher.countTokens(
+      findUsage(payload.toString('latin1', Math.max(0, payload.length - USAGE_WINDOW))),
+    );
     return reply.code(response.statusCode).header('content-type', contentType).send(payload);
   }
 
@@ -158,3 +128,5 @@ export const gateway: FastifyPluginAsync<GatewayOptions> = async (app, options) 
     app.post(url, (request, reply) => relay(endpoint, `/v1${url}`, request, reply));
   }
 };
+
+export const gateway = fastifyPlugin(gatewayPlugin, { name: 'palisade-gateway', fastify: '5.x' });

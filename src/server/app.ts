@@ -3,6 +3,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyPluginAsync,
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
@@ -20,6 +21,8 @@ export interface AppOptions {
   version: string;
   startedAt: number;
   gateway: Omit<GatewayOptions, 'metrics'>;
+  /** Further faces under /v1 that reuse the gateway's door and dispatcher (`v1.gateway`). */
+  faces?: FastifyPluginAsync[];
   /** True when the admin key check passes for /metrics from a non-loopback client. */
   isAdminRequest: (headers: Record<string, string | string[] | undefined>) => boolean;
 }
@@ -144,6 +147,12 @@ export function buildApp(options: AppOptions): FastifyInstance {
     return metrics.registry.metrics();
   });
 
-  app.register(gateway, { prefix: '/v1', ...options.gateway, metrics });
+  app.register(
+    async (v1) => {
+      await v1.register(gateway, { ...options.gateway, metrics });
+      for (const face of options.faces ?? []) await v1.register(face);
+    },
+    { prefix: '/v1' },
+  );
   return app;
 }

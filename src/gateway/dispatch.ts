@@ -1,0 +1,104 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { matchesAny } from '../auth/index.js';
+import { HttpError } from '../server/errors.js';
+import type { Metrics } from '../server/metrics.js';
+import { createStreamSlots } from './access.js';
+import type { ForwardBody } from './policy.js';
+import { forward, upstreamError, type Forwarded, type Usage } from './relay.js';
+import type { UpstreamRegistry } from './upstreams.js';
+
+export interface DispatchOptions {
+  registry: UpstreamRegistry;
+  metrics: Metrics;
+  maxStreamsPerKey: number;
+  upstreamTimeoutMs: number;
+  streamIdleTimeoutMs: number;
+}
+
+/** What a face gets back: the upstream's successful response and the signal tied to the client. */
+export interface Dispatched extends Forwarded {
+  signal: AbortSignal;
+}
+
+/** The client hung up before the upstream answered (logged as 499, as nginx does). */
+const CLIENT_GONE = new HttpError(499, 'client_closed_request', 'the client closed the connection');
+
+/**
+ * Sends a validated OpenAI-format body to an upstream serving its model. Shared by every
+ * face that speaks to upstreams (OpenAI routes, Anthropic Messages): the key's model list,
+ * routing, the per-key stream cap, abort on client disconnect and upstream error mapping
+ * all live here, once.
+ */
+export function createDispatcher(options: DispatchOptions) {
+  const { registry, metrics } = options;
+  const streams = createStreamSlots(options.maxStreamsPerKey);
+
+  return {
+    async dispatch(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      body: ForwardBody,
+      path: string,
+    ): Promise<Dispatched> {
+      const key = request.apiKey;
+      if (key?.modelPatterns && !matchesAny(body.model, key.modelPatterns)) {
+        throw new HttpError(
+          403,
+          'model_not_allowed',
+          `key "${key.name}" may not use model "${body.model}" (allowed: ${key.models?.join(', ')})`,
+        );
+      }
+      const candidates = registry.candidates(body.model);
+      if (candidates.length === 0) {
+        throw new HttpError(
+          404,
+          'model_not_found',
+          `model "${body.model}" is not served by any upstream; GET /v1/models lists the models available`,
+        );
+      }
+      const release = body.stream === true ? streams.acquire(key) : () => undefined;
+      const controller = new AbortController();
+      reply.raw.once('close', () => {
+        release();
+        if (!reply.raw.writableFinished) controller.abort();
+      });
+
+      const forwarded = await forward(candidates, {
+        path,
+        body: JSON.stringify(body),
+        signal: controller.signal,
+        headersTimeoutMs: options.upstreamTimeoutMs,
+        bodyTimeoutMs: options.streamIdleTimeoutMs,
+      }).catch((error: unknown) => {
+        if (controller.signal.aborted) throw CLIENT_GONE;
+        throw error;
+      });
+      request.upstream = forwarded.upstream.name;
+      if (forwarded.response.statusCode >= 300) {
+        throw await upstreamError(forwarded.upstream, forwarded.response);
+      }
+      return { ...forwarded, signal: controller.signal };
+    },
+
+    /** Adds the tokens an upstream reported to the metrics. */
+    countTokens(usage: Usage | undefined): void {
+      if (!usage) return;
+      if (typeof usage.prompt_tokens === 'number') {
+        metrics.tokens.inc({ kind: 'prompt' }, usage.prompt_tokens);
+      }
+      if (typeof usage.completion_tokens === 'number') {
+        metrics.tokens.inc({ kind: 'completion' }, usage.completion_tokens);
+      }
+    },
+
+    /** Marks a streaming response in the active-streams gauge until it closes. */
+    trackStream(reply: FastifyReply): void {
+      metrics.activeStreams.inc();
+      reply.raw.once('close', () => metrics.activeStreams.dec());
+    },
+
+    streamIdleTimeoutMs: options.streamIdleTimeoutMs,
+  };
+}
+
+export type Dispatcher = ReturnType<typeof createDispatcher>;
