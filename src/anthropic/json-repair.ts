@@ -81,9 +81,9 @@ const isNumberPart = (c: string) =>
   isDigit(c) || c === '.' || c === 'e' || c === 'E' || c === '+' || c === '-';
 const isHex = (c: string) => isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 
-/** Characters that end a run of plain string content, per quote style. */
-const SPECIAL_IN_DOUBLE = /["\\\u0000-\u001f]/g;
-const SPECIAL_IN_SINGLE = /["'\\\u0000-\u001f]/g;
+/** Characters that end a run of plain string content, per quote style (`[^ -\uffff]` is a control character). */
+const SPECIAL_IN_DOUBLE = /["\\]|[^ -\uffff]/g;
+const SPECIAL_IN_SINGLE = /["'\\]|[^ -\uffff]/g;
 
 export function createJsonRepairStream(): JsonRepairStream {
   const stack: Array<'{' | '['> = [];

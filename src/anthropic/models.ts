@@ -89,7 +89,7 @@ export function parseModelMapSpec(spec: string): ModelMapSpec {
 }
 
 function checkModel(value: string, entry: string) {
-  if (value.length > 256 || /[\s\u0000-\u001f]/.test(value)) {
+  if (value.length > 256 || /\s|[^ -\uffff]/.test(value)) {
     throw new Error(
       `PALISADE_ANTHROPIC_MODELS: "${entry}" holds a name with spaces, control characters or over 256 characters`,
     );

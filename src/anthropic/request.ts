@@ -331,24 +331,24 @@ function countBlocks(body: Record<string, unknown>): number {
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   if (!isPlainObject(body)) {
-    throw new HttpError(400, 'invalid_request', 'the request body must be a JSON object');
+    throw new HttpError(400, 'invalid_request_error', 'the request body must be a JSON object');
   }
   if (Array.isArray(body.messages) && body.messages.length > MAX_MESSAGES) {
     throw new HttpError(
       400,
-      'invalid_request',
+      'invalid_request_error',
       `messages: must hold at most ${MAX_MESSAGES} messages`,
     );
   }
   if (countBlocks(body) > MAX_CONTENT_BLOCKS) {
     throw new HttpError(
       400,
-      'invalid_request',
+      'invalid_request_error',
       `messages: the request holds more than ${MAX_CONTENT_BLOCKS} content blocks in total`,
     );
   }
   const result = schema.safeParse(body);
-  if (!result.success) throw new HttpError(400, 'invalid_request', describe(result.error, body));
+  if (!result.success) throw new HttpError(400, 'invalid_request_error', describe(result.error, body));
   return result.data;
 }
 

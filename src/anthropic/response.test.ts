@@ -141,10 +141,15 @@ test('tool calls become tool_use blocks with usable ids and parsed input', () =>
 
 test('a legacy function_call is a tool call too', () => {
   const message = fromChatCompletion(
-    completion({ content: null, function_call: { name: 'f', arguments: '{"a":1}' } }, 'function_call'),
+    completion(
+      { content: null, function_call: { name: 'f', arguments: '{"a":1}' } },
+      'function_call',
+    ),
     options,
   );
-  assert.deepEqual(message.content, [{ type: 'tool_use', id: 'toolu_t_0', name: 'f', input: { a: 1 } }]);
+  assert.deepEqual(message.content, [
+    { type: 'tool_use', id: 'toolu_t_0', name: 'f', input: { a: 1 } },
+  ]);
 });
 
 test('deeply nested tool arguments from a model do not crash the translation', () => {

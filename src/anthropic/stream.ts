@@ -81,9 +81,12 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
   let started = false;
   let done = false;
   let sawToolUse = false;
+  let sawText = false;
   let finishReason: unknown = null;
   let stopSequence: string | null = null;
   let lastKey: number | undefined;
+  /** Calls before this position in `callOrder` have all been routed. */
+  let unrouted = 0;
   const usage: Partial<Usage> = {};
 
   function start(): string[] {
@@ -122,6 +125,7 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
         : { type: 'thinking', thinking: '', signature: THINKING_SIGNATURE };
     out.push(sseFrame('content_block_start', { index, content_block: block }));
     open = { kind, index };
+    if (kind === 'text') sawText = true;
     return index;
   }
 
@@ -192,6 +196,17 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
     out.push(textDelta(kind, openText(kind, out), text));
   }
 
+  /** Opens a call's block now, or queues it behind an open tool call that is incomplete. */
+  function route(call: ToolCall, out: string[]) {
+    if (blocked()) {
+      call.state = 'queued';
+      queue.push({ kind: 'tool', call });
+      return;
+    }
+    closeOpen(out);
+    openTool(call, out);
+  }
+
   function emitArguments(call: ToolCall, fragment: string, out: string[]) {
     call.unsent += call.repair.push(fragment);
     if (open?.kind === 'tool' && open.call === call) {
@@ -200,13 +215,13 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
       return;
     }
     if (call.state !== 'new') return;
-    if (blocked()) {
-      call.state = 'queued';
-      queue.push({ kind: 'tool', call });
-      return;
+    // Calls announced earlier without arguments yet keep their place in front of this one.
+    for (; unrouted < callOrder.length; unrouted++) {
+      const earlier = callOrder[unrouted];
+      if (earlier === call) break;
+      if (earlier?.state === 'new') route(earlier, out);
     }
-    closeOpen(out);
-    openTool(call, out);
+    route(call, out);
   }
 
   /**
@@ -303,7 +318,8 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
       openTool(call, out);
       closeOpen(out);
     }
-    if (nextIndex === 0) {
+    // As in a complete response: a text block, empty if need be, unless there are tool calls.
+    if (!sawText && !sawToolUse) {
       openText('text', out);
       closeOpen(out);
     }

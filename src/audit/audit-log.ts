@@ -41,7 +41,7 @@ export interface AuditEntry {
   actor: string;
   target?: string;
   ip?: string;
-  requestId?: string;
+  request_id?: string;
   details?: Record<string, AuditValue>;
 }
 
@@ -188,7 +188,7 @@ interface LastRow {
  *
  * @example
  * const audit = createAuditLog(store, home);
- * audit.record({ action: 'key.create', actor: 'cli', target: 'ci-bot', details: { scope: 'inference' } });
+ * audit.record({ action: 'key.created', actor: 'cli', target: 'ci-bot', details: { scope: 'inference' } });
  */
 export function createAuditLog(store: Store, home: string): AuditLog {
   const path = homeFile(home, 'audit.jsonl');
@@ -361,7 +361,7 @@ export function verifyAudit(store: Store, home: string): AuditVerifyResult {
  * The newest entries, newest first, read from the database.
  *
  * @example
- * listAuditEntries(store, { limit: 20 }); // [{ seq: 42, action: 'key.revoke', ... }, ...]
+ * listAuditEntries(store, { limit: 20 }); // [{ seq: 42, action: 'key.revoked', ... }, ...]
  */
 export function listAuditEntries(
   store: Store,
@@ -382,7 +382,7 @@ export function listAuditEntries(
     const parsed = parseLine(row.line) as Record<string, unknown> | undefined;
     if (typeof parsed?.target === 'string') entry.target = parsed.target;
     if (typeof parsed?.ip === 'string') entry.ip = parsed.ip;
-    if (typeof parsed?.request_id === 'string') entry.requestId = parsed.request_id;
+    if (typeof parsed?.request_id === 'string') entry.request_id = parsed.request_id;
     if (typeof parsed?.details === 'object' && parsed.details !== null) {
       entry.details = parsed.details as Record<string, AuditValue>;
     }

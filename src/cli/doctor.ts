@@ -1,8 +1,14 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { homeFile, isLoopbackHost, loadConfig, type FlagValues } from '../config/index.js';
-import { assertUpstreamAllowed, listStoredUpstreams } from '../gateway/index.js';
+import {
+  assertUpstreamAllowed,
+  guardedLookup,
+  listStoredUpstreams,
+  upstreamApiKey,
+  upstreamKeyBox,
+} from '../gateway/index.js';
 import { printRows, withContext, type GlobalOptions } from './context.js';
 
 interface Check {
@@ -15,11 +21,15 @@ function modeOf(path: string): number {
   return statSync(path).mode & 0o777;
 }
 
-async function probe(url: string): Promise<string | undefined> {
+/** Asks an upstream for its models the way the server would: through the SSRF guard, with its key. */
+async function probe(url: string, apiKey: string | undefined): Promise<string | undefined> {
+  const dispatcher = new Agent({ connect: { lookup: guardedLookup(), timeout: 2_000 } });
   try {
     await assertUpstreamAllowed(url);
     const base = url.replace(/\/+$/, '').replace(/\/v1$/, '');
     const response = await request(`${base}/v1/models`, {
+      dispatcher,
+      headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
       headersTimeout: 2_000,
       bodyTimeout: 2_000,
     });
@@ -28,6 +38,8 @@ async function probe(url: string): Promise<string | undefined> {
   } catch (error) {
     const code = (error as { code?: string }).code;
     return code && code !== 'ERR_SSRF_BLOCKED' ? code : (error as Error).message;
+  } finally {
+    await dispatcher.close();
   }
 }
 
@@ -86,7 +98,14 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
       detail: `quick_check: ${String(integrity)}`,
     });
 
-    const upstreams = [...ctx.config.upstreams, ...(await listStoredUpstreams(ctx.store))];
+    const box = upstreamKeyBox(ctx.masterKey);
+    const upstreams = [
+      ...ctx.config.upstreams.map((u) => ({ ...u, apiKey: undefined })),
+      ...(await listStoredUpstreams(ctx.store)).map((row) => ({
+        ...row,
+        apiKey: upstreamApiKey(row, box),
+      })),
+    ];
     if (upstreams.length === 0) {
       checks.push({
         check: 'upstreams',
@@ -95,7 +114,7 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
       });
     }
     for (const upstream of upstreams) {
-      const problem = await probe(upstream.url);
+      const problem = await probe(upstream.url, upstream.apiKey);
       checks.push({
         check: `upstream ${upstream.name}`,
         ok: problem === undefined,

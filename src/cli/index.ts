@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/index.js';
+import { SsrfError } from '../gateway/index.js';
 import { AlreadyRunningError, VERSION } from '../server/index.js';
 import { registerAuditCommands } from './audit.js';
 import { CliError } from './context.js';
@@ -24,8 +25,13 @@ registerDoctorCommand(program);
 
 /** Errors a user can fix print one line and no stack trace. */
 function fail(error: unknown): never {
-  if (error instanceof CommanderError) process.exit(error.exitCode);
-  if (error instanceof ConfigError || error instanceof AlreadyRunningError) {
+  // Help and --version exit 0; every other parse error is a usage error.
+  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+  if (
+    error instanceof ConfigError ||
+    error instanceof AlreadyRunningError ||
+    error instanceof SsrfError
+  ) {
     process.stderr.write(`palisade: ${error.message}\n`);
     process.exit(2);
   }

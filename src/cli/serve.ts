@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig, type FlagValues } from '../config/index.js';
 import { startServer } from '../server/index.js';
+import { CliError } from './context.js';
 
 interface ServeFlags {
   host?: string;
@@ -31,8 +32,9 @@ export function registerServeCommand(program: Command): void {
     .action(async (_options: ServeFlags, command: Command) => {
       const options = command.optsWithGlobals<ServeFlags & { model?: string }>();
       if (options.model !== undefined) {
-        throw new Error(
+        throw new CliError(
           '--model (embedded GGUF inference) is not available in this version; point --upstream at llama.cpp, Ollama or LM Studio instead',
+          2,
         );
       }
       const flags: FlagValues = {};

@@ -110,7 +110,7 @@ export function parseUpstreamSpec(text: string): UpstreamSpec {
   const url = text.slice(eq + 1).trim();
   if (eq <= 0 || !UPSTREAM_NAME.test(name) || url === '') {
     throw new Error(
-      `expected NAME=URL such as lmstudio=http://127.0.0.1:1234 (name: letters, digits, . _ -), got "${text}"`,
+      'expected NAME=URL such as lmstudio=http://127.0.0.1:1234 (name: letters, digits, . _ -)',
     );
   }
   return { name, url };

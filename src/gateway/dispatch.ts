@@ -56,7 +56,15 @@ export function createDispatcher(options: DispatchOptions) {
           `model "${body.model}" is not served by any upstream; GET /v1/models lists the models available`,
         );
       }
-      const release = body.stream === true ? streams.acquire(key) : () => undefined;
+      let release = () => undefined as void;
+      if (body.stream === true) {
+        try {
+          release = streams.acquire(key);
+        } catch (error) {
+          metrics.rateLimited.inc({ reason: 'streams' });
+          throw error;
+        }
+      }
       const controller = new AbortController();
       reply.raw.once('close', () => {
         release();

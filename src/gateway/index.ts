@@ -1,12 +1,14 @@
 export { gateway, type GatewayOptions } from './plugin.js';
 export type { Dispatcher, Dispatched } from './dispatch.js';
-export { readCapped, relayStream, findUsage, type Usage } from './relay.js';
+export { readResponse, relayStream, findUsage, type Usage } from './relay.js';
 export type { ForwardBody } from './policy.js';
 export {
   addUpstream,
   createUpstreamRegistry,
   listStoredUpstreams,
   removeUpstream,
+  upstreamApiKey,
+  upstreamKeyBox,
   LOCAL_PORTS,
   type Upstream,
   type UpstreamRegistry,

@@ -13,7 +13,7 @@ import { createAccessCheck } from './access.js';
 import { createCorsCheck } from './cors.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
 import { applyPolicy, type Endpoint, type RequestPolicy } from './policy.js';
-import { findUsage, readCapped, relayStream } from './relay.js';
+import { findUsage, readResponse, relayStream } from './relay.js';
 import type { ModelEntry, UpstreamRegistry } from './upstreams.js';
 
 declare module 'fastify' {
@@ -117,7 +117,12 @@ const gatewayPlugin: FastifyPluginAsync<GatewayOptions> = async (app, options) =
           }),
         );
     }
-    const payload = await readCapped(response.body, RESPONSE_LIMIT);
+    const payload = await readResponse(
+      upstream,
+      response.body,
+      RESPONSE_LIMIT,
+      options.streamIdleTimeoutMs,
+    );
     dispatcher.countTokens(
       findUsage(payload.toString('latin1', Math.max(0, payload.length - USAGE_WINDOW))),
     );

@@ -55,6 +55,7 @@ const COMPLETION = z.looseObject({
   ...COMMON,
   prompt: PROMPT_INPUT,
   max_tokens: TOKEN_COUNT.optional().nullable(),
+  max_completion_tokens: TOKEN_COUNT.optional().nullable(),
 });
 
 const EMBEDDING = z.looseObject({

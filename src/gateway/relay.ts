@@ -108,6 +108,47 @@ export async function readCapped(body: Readable, limit: number): Promise<Buffer>
 }
 
 /**
+ * Reads a whole non-streaming upstream response. An upstream that stalls mid-body is a 504,
+ * one that breaks off is a 502, and one larger than `limit` is a 502 rather than a
+ * silently truncated 200.
+ */
+export async function readResponse(
+  upstream: Upstream,
+  body: Readable,
+  limit: number,
+  idleTimeoutMs: number,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      const buffer = chunk as Buffer;
+      size += buffer.length;
+      if (size > limit) {
+        body.destroy();
+        throw new HttpError(
+          502,
+          'upstream_response_too_large',
+          `upstream ${upstream.name} sent a response larger than ${limit} bytes`,
+        );
+      }
+      chunks.push(buffer);
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    if (errorCode(error) === 'UND_ERR_BODY_TIMEOUT') {
+      throw new HttpError(
+        504,
+        'upstream_timeout',
+        `upstream ${upstream.name} stopped sending for ${idleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`,
+      );
+    }
+    throw new HttpError(502, 'upstream_error', `upstream ${upstream.name} broke off the response`);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
  * Turns an upstream's error response into an OpenAI-shaped error. The upstream's own
  * message, type and code pass through; a rejection of Palisade's upstream credentials
  * becomes a 502 so a client does not think its own key is wrong.

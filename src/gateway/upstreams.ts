@@ -65,7 +65,7 @@ export function upstreamKeyBox(masterKey: Buffer): SecretBox {
 }
 
 /** Reads the upstream's own API key: from the named environment variable, or sealed in the store. */
-function upstreamApiKey(row: UpstreamRow, box: SecretBox): string | undefined {
+export function upstreamApiKey(row: UpstreamRow, box: SecretBox): string | undefined {
   if (row.api_key_env) return process.env[row.api_key_env] || undefined;
   if (row.api_key_enc) return box.open(row.api_key_enc, `upstream:${row.name}`);
   return undefined;

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { isLoopbackHost } from '../config/index.js';
 import { gateway, type GatewayOptions } from '../gateway/index.js';
-import { HttpError, sendError, toHttpError } from './errors.js';
+import { answerClientError, HttpError, sendError, toHttpError } from './errors.js';
 import { createHostGuard } from './host-guard.js';
 import type { Metrics } from './metrics.js';
 import { newRequestId } from './request-id.js';
@@ -53,7 +53,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
     requestTimeout: config.requestTimeoutMs,
-    return503OnClosing: true,
+    // Requests arriving while shutting down get our own 503 (below), in the usual error shape.
+    return503OnClosing: false,
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, options.logger),
     forceCloseConnections: 'idle',
     http: {
       maxHeaderSize: config.maxHeaderSize,
@@ -65,8 +67,17 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   const hostAllowed = createHostGuard({ bindHost: config.host, allowedHosts: config.allowedHosts });
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id).headers(SECURITY_HEADERS);
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new HttpError(503, 'shutting_down', 'Palisade is shutting down; retry in a moment');
+    }
     if (!hostAllowed(request.headers.host)) {
       throw new HttpError(
         403,
@@ -132,8 +143,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
   });
 
   app.get('/metrics', async (request, reply) => {
-    const client = config.trustProxy ? request.ip : (request.socket.remoteAddress ?? '');
-    if (!isLoopbackHost(client) && !options.isAdminRequest(request.headers)) {
+    // Both the peer and, behind a proxy, the forwarded client must be local: a remote client
+    // cannot pass by sending X-Forwarded-For: 127.0.0.1, nor a remote user through a local proxy.
+    const local = isLoopbackHost(request.socket.remoteAddress ?? '') && isLoopbackHost(request.ip);
+    if (!local && !options.isAdminRequest(request.headers)) {
       throw new HttpError(
         403,
         'metrics_forbidden',

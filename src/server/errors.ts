@@ -1,4 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { newRequestId } from './request-id.js';
 
 /** OpenAI's error `type`s, chosen by status. */
 function typeForStatus(status: number): string {
@@ -97,4 +100,62 @@ export function sendError(
     .headers(error.headers)
     .header('content-type', 'application/json; charset=utf-8')
     .send(body(error, request.id));
+}
+
+const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+  HPE_HEADER_OVERFLOW: [
+    431,
+    'headers_too_large',
+    'request headers are larger than PALISADE_MAX_HEADER_SIZE',
+  ],
+  ERR_HTTP_REQUEST_TIMEOUT: [
+    408,
+    'request_timeout',
+    'the request took too long to arrive (PALISADE_REQUEST_TIMEOUT)',
+  ],
+  ERR_HTTP_HEADERS_TIMEOUT: [
+    408,
+    'request_timeout',
+    'the request headers took too long to arrive (PALISADE_HEADERS_TIMEOUT)',
+  ],
+};
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};
+
+/**
+ * Answers what Node's HTTP parser refuses before a request exists (malformed HTTP, headers
+ * too large, slow clients) in the same JSON shape as every other error, then closes.
+ */
+export function answerClientError(
+  error: Error & { code?: string },
+  socket: Socket,
+  logger: Logger,
+): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] = CLIENT_ERRORS[error.code ?? ''] ?? [
+    400,
+    'bad_request',
+    'malformed HTTP request',
+  ];
+  const requestId = newRequestId();
+  const body = JSON.stringify(openAiErrorBody(new HttpError(status, code, message), requestId));
+  logger.info(
+    { request_id: requestId, status, code: error.code, ip: socket.remoteAddress },
+    'client error',
+  );
+  socket.end(
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Bad Request'}\r\n` +
+      'content-type: application/json; charset=utf-8\r\n' +
+      `content-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${requestId}\r\n` +
+      'connection: close\r\n\r\n' +
+      body,
+  );
 }

@@ -35,6 +35,12 @@ describe('the palisade command', () => {
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /^palisade: invalid --port \(PALISADE_PORT\)/);
     assert.ok(!flag.stderr.includes('    at '), 'no stack trace');
+    const unknown = await runCli(['frobnicate']);
+    assert.equal(unknown.code, 2, 'usage errors exit 2');
+    assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+    const model = await runCli(['serve', '--model', 'x.gguf', '--home', tempHome()]);
+    assert.equal(model.code, 2);
+    assert.match(model.stderr, /--model .* is not available/);
   });
 
   test('the home is 0700 with 0600 files, and a second server on it is refused', async () => {

@@ -322,7 +322,7 @@ describe('hostile input against /v1', () => {
     assert.equal(foreignPreflight.status, 403);
   });
 
-  test('oversized headers are refused with 431', async () => {
+  test('oversized headers are refused with 431 in the usual error shape', async () => {
     const response = await rawRequest(
       palisade.url,
       head('GET', '/v1/models', {
@@ -332,6 +332,15 @@ describe('hostile input against /v1', () => {
       }),
     );
     assert.equal(response.status, 431);
+    const body = response.json() as { error: { code: string }; request_id: string };
+    assert.equal(body.error.code, 'headers_too_large');
+    assert.equal(response.headers['x-request-id'], body.request_id);
+  });
+
+  test('malformed HTTP is a JSON 400', async () => {
+    const response = await rawRequest(palisade.url, 'GARBAGE\r\n\r\n');
+    assert.equal(response.status, 400);
+    assert.match((response.json() as { request_id: string }).request_id, /^req_/);
   });
 
   test('too many requests for a key get 429 with Retry-After', async () => {

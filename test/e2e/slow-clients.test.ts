@@ -46,6 +46,7 @@ describe('slow clients are cut off', () => {
     );
     assert.equal(result.closedBy, 'server');
     assert.match(result.text, /^HTTP\/1\.1 408/);
+    assert.match(result.text, /"code":"request_timeout".*"request_id":"req_/);
   });
 
   test('a body that never finishes gets 408 and the connection closed', async () => {

@@ -135,6 +135,22 @@ describe('upstream routing, errors and streaming', () => {
     }
   });
 
+  test('a non-streaming response that stalls mid-body is a 504', async () => {
+    const upstream = await startMockUpstream({ models: ['stall-stream'] });
+    const palisade = await startPalisade({
+      env: { PALISADE_UPSTREAMS: `mock=${upstream.url}`, PALISADE_STREAM_IDLE_TIMEOUT: '300ms' },
+    });
+    try {
+      const response = await post(`${palisade.url}/v1/chat/completions`, chat('stall-stream'));
+      assert.equal(response.statusCode, 504);
+      const body = (await response.body.json()) as { error: { code: string } };
+      assert.equal(body.error.code, 'upstream_timeout');
+    } finally {
+      await palisade.close();
+      await upstream.close();
+    }
+  });
+
   test('streaming chunks are relayed as they come, not buffered', async () => {
     const upstream = await startMockUpstream({ models: ['endless-stream'] });
     const palisade = await startPalisade({ env: { PALISADE_UPSTREAMS: `mock=${upstream.url}` } });
