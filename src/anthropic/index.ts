@@ -1,3 +1,15 @@
+/**
+ * Anthropic Messages API <-> OpenAI chat completions, as pure functions over the gateway's
+ * routing. A `/v1/messages` handler:
+ *
+ * 1. `parseMessagesRequest(body)`; `models.resolve(req.model, isLocal)` (404 when undefined);
+ * 2. `applyPolicy('chat', toChatCompletions(req, localModel), policy)` (clamps max_tokens),
+ *    then forward to `/v1/chat/completions` as the OpenAI route does;
+ * 3. JSON: `fromChatCompletion(json, { ...responseOptions(req), messageId? })`;
+ *    SSE: `createStreamTranslator({ ...responseOptions(req), requestId })`, feeding it the
+ *    chunks of `createSseDecoder().push(bytes)` and writing the frames it returns;
+ * 4. errors through `sendError(..., anthropicErrorBody)`.
+ */
 export {
   parseMessagesRequest,
   parseCountTokensRequest,

@@ -90,7 +90,8 @@ export function createJsonRepairStream(): JsonRepairStream {
   let mode: Mode = 'before';
   let out = '';
   let raw = '';
-  let lossy = false;
+  // Plain data properties: object-literal getters are slow to create, and one of these is made per tool call.
+  const state = { push, end, complete: false, lossy: false };
   let ended = false;
   let pendingComma = false;
   let topMembers = 0;
@@ -117,6 +118,7 @@ export function createJsonRepairStream(): JsonRepairStream {
     const closed = stack.pop();
     if (stack.length === 0) {
       mode = 'done';
+      state.complete = true;
       return;
     }
     out += closed === '{' ? '}' : ']';
@@ -126,7 +128,7 @@ export function createJsonRepairStream(): JsonRepairStream {
   function closeWith(closer: string) {
     const opener = closer === '}' ? '{' : '[';
     if (top() === opener) return closeTop();
-    lossy = true;
+    state.lossy = true;
     const at = stack.lastIndexOf(opener);
     if (at === -1) return;
     while (stack.length > at + 1) closeTop();
@@ -144,7 +146,7 @@ export function createJsonRepairStream(): JsonRepairStream {
       out += JSON.stringify(value);
     } else {
       out += 'null';
-      lossy = true;
+      state.lossy = true;
     }
   }
 
@@ -155,7 +157,7 @@ export function createJsonRepairStream(): JsonRepairStream {
       out += literal;
     } else {
       out += JSON.stringify(token);
-      lossy = true;
+      state.lossy = true;
     }
   }
 
@@ -220,7 +222,7 @@ export function createJsonRepairStream(): JsonRepairStream {
         } else if (c === '`') {
           mode = 'fence';
         } else if (!isSpace(c)) {
-          lossy = true;
+          state.lossy = true;
         }
         return;
       case 'fence':
@@ -234,7 +236,7 @@ export function createJsonRepairStream(): JsonRepairStream {
         if (c === '"' || c === "'") return startString(c, true);
         if (c === '}') return closeTop();
         if (c === ']') {
-          lossy = true;
+          state.lossy = true;
           if (stack.includes('[')) closeWith(c);
           return;
         }
@@ -244,7 +246,7 @@ export function createJsonRepairStream(): JsonRepairStream {
           mode = 'unquoted-key';
           return;
         }
-        lossy = true;
+        state.lossy = true;
         return;
       case 'unquoted-key':
         if (isIdentPart(c)) {
@@ -259,7 +261,7 @@ export function createJsonRepairStream(): JsonRepairStream {
         out += ':';
         mode = 'value';
         if (c !== ':') {
-          lossy = true;
+          state.lossy = true;
           step(c);
         }
         return;
@@ -286,7 +288,7 @@ export function createJsonRepairStream(): JsonRepairStream {
       case 'after':
         return afterChar(c);
       case 'done':
-        if (!isSpace(c) && c !== '`' && c !== '}' && c !== ']') lossy = true;
+        if (!isSpace(c) && c !== '`' && c !== '}' && c !== ']') state.lossy = true;
         return;
       case 'broken':
         return;
@@ -300,7 +302,7 @@ export function createJsonRepairStream(): JsonRepairStream {
       if (stack.length >= MAX_JSON_DEPTH) {
         beginValue();
         out += 'null';
-        lossy = true;
+        state.lossy = true;
         mode = 'broken';
         return;
       }
@@ -314,7 +316,7 @@ export function createJsonRepairStream(): JsonRepairStream {
     if (c === '}' || c === ']') {
       if (top() === '{') {
         out += 'null';
-        lossy = true;
+        state.lossy = true;
       }
       mode = 'after';
       return step(c);
@@ -329,7 +331,7 @@ export function createJsonRepairStream(): JsonRepairStream {
       mode = 'word';
       return;
     }
-    lossy = true;
+    state.lossy = true;
   }
 
   function afterChar(c: string) {
@@ -349,7 +351,7 @@ export function createJsonRepairStream(): JsonRepairStream {
       mode = startsMember ? 'key' : 'value';
       return step(c);
     }
-    lossy = true;
+    state.lossy = true;
   }
 
   function push(text: string): string {
@@ -405,31 +407,22 @@ export function createJsonRepairStream(): JsonRepairStream {
     out = '';
     if (mode === 'before' || mode === 'fence') {
       const trimmed = raw.trim();
-      if (trimmed === '' || trimmed === 'null') lossy = false;
-      if (!lossy) return '{}';
+      if (trimmed === '' || trimmed === 'null') state.lossy = false;
+      if (!state.lossy) return '{}';
       return `{"${RAW_ARGUMENTS_KEY}":${JSON.stringify(raw)}}`;
     }
     if (mode !== 'done') {
-      lossy = true;
+      state.lossy = true;
       finishToken();
       while (stack.length > 1) out += stack.pop() === '{' ? '}' : ']';
     }
-    if (lossy) {
+    if (state.lossy) {
       out += `${topMembers > 0 ? ',' : ''}"${RAW_ARGUMENTS_KEY}":${JSON.stringify(raw)}`;
     }
     return `${out}}`;
   }
 
-  return {
-    push,
-    end,
-    get complete() {
-      return mode === 'done';
-    },
-    get lossy() {
-      return lossy;
-    },
-  };
+  return state;
 }
 
 /** Repairs a complete text at once; see {@link createJsonRepairStream}. */
@@ -466,6 +459,7 @@ export function parseToolArguments(args: unknown): Record<string, unknown> {
   if (args === undefined || args === null) return {};
   if (isPlainObject(args) && !nestsDeeperThan(args, MAX_JSON_DEPTH)) return args;
   const text = typeof args === 'string' ? args : safeStringify(args);
+  if (text.trim() === '') return {};
   try {
     let parsed: unknown = JSON.parse(text);
     // Some models encode the arguments twice: a JSON string holding the JSON object.
@@ -485,7 +479,8 @@ export function parseToolArguments(args: unknown): Record<string, unknown> {
   return { [RAW_ARGUMENTS_KEY]: text };
 }
 
-function safeStringify(value: unknown): string {
+/** JSON text of a value, or `String(value)` when it cannot be serialised (too deep, cyclic). */
+export function safeStringify(value: unknown): string {
   try {
     return JSON.stringify(value) ?? '';
   } catch {

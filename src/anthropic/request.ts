@@ -348,7 +348,8 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
     );
   }
   const result = schema.safeParse(body);
-  if (!result.success) throw new HttpError(400, 'invalid_request_error', describe(result.error, body));
+  if (!result.success)
+    throw new HttpError(400, 'invalid_request_error', describe(result.error, body));
   return result.data;
 }
 

@@ -168,7 +168,7 @@ test('tool ids are unique within a message and follow the id pattern', () => {
   assert.equal(next('toolu_a+b_0'), 'toolu_abc_0');
   assert.equal(next('toolu_abc_0'), 'toolu_abc_1');
   assert.equal(next(undefined), 'toolu_abc_2');
-  assert.match(newMessageId(), /^msg_[A-Za-z0-9_-]{16}$/);
+  assert.match(newMessageId(), /^msg_[0-9a-f]{32}$/);
   assert.notEqual(newMessageId(), newMessageId());
 });
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { HttpError } from '../server/errors.js';
 import { parseToolArguments } from './json-repair.js';
 import type {
@@ -28,7 +28,7 @@ export function field(value: unknown, key: string): unknown {
 }
 
 export function newMessageId(): string {
-  return `msg_${randomBytes(12).toString('base64url')}`;
+  return `msg_${randomUUID().replace(/-/g, '')}`;
 }
 
 /** The options both response translators need, read from the validated request. */

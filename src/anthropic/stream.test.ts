@@ -294,6 +294,28 @@ test('arguments sent as an object (not a string) are accepted', () => {
   assert.deepEqual(block.input, { a: [1] });
 });
 
+test('hostile upstream chunks do not crash the translator', () => {
+  let deep: Record<string, unknown> = {};
+  const root = deep;
+  for (let i = 0; i < 1_000_000; i++) {
+    const next: Record<string, unknown> = {};
+    deep.a = next;
+    deep = next;
+  }
+  const text = run([
+    toolDelta({ index: 0, id: 'c1', function: { name: 'f', arguments: root } }),
+    toolDelta({
+      index: 1,
+      id: 'c2',
+      function: { name: 'g', arguments: `{"a":${'['.repeat(100_000)}` },
+    }),
+    toolDelta({ index: 2.5, function: { arguments: '{}' } }),
+    toolDelta({ index: -1, id: 'c3', function: { name: 5, arguments: 7 } }),
+  ]);
+  const message = accumulate(text);
+  assert.ok(message.content.every((b) => b.type === 'tool_use'));
+});
+
 test('thinking after text opens a new thinking block when enabled', () => {
   const text = run(
     [delta({ reasoning: 'r1' }), delta({ content: 't1' }), delta({ reasoning_content: 'r2' })],

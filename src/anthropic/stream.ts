@@ -1,5 +1,5 @@
 import { HttpError } from '../server/errors.js';
-import { createJsonRepairStream, type JsonRepairStream } from './json-repair.js';
+import { createJsonRepairStream, safeStringify, type JsonRepairStream } from './json-repair.js';
 import {
   createToolIds,
   field,
@@ -79,7 +79,6 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
   let open: OpenBlock | null = null;
   let nextIndex = 0;
   let started = false;
-  let done = false;
   let sawToolUse = false;
   let sawText = false;
   let finishReason: unknown = null;
@@ -88,9 +87,18 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
   /** Calls before this position in `callOrder` have all been routed. */
   let unrouted = 0;
   const usage: Partial<Usage> = {};
+  // A data property, not a getter: object-literal getters are slow to create.
+  const translator = {
+    start,
+    push,
+    finish,
+    error: (message: string, type = 'api_error') =>
+      translator.done ? [] : errorFrames(message, type),
+    done: false,
+  };
 
   function start(): string[] {
-    if (started || done) return [];
+    if (started || translator.done) return [];
     started = true;
     return [
       sseFrame('message_start', {
@@ -263,17 +271,17 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
       if (typeof name === 'string' && name !== '' && call.name === '') call.name = name;
     }
     if (typeof args === 'string' && args !== '') emitArguments(call, args, out);
-    else if (isRecord(args)) emitArguments(call, JSON.stringify(args), out);
+    else if (isRecord(args)) emitArguments(call, safeStringify(args), out);
   }
 
   function errorFrames(message: string, type: string): string[] {
-    done = true;
+    translator.done = true;
     const request = options.requestId ? { request_id: options.requestId } : {};
     return [sseFrame('error', { error: { type, message }, ...request })];
   }
 
   function push(chunk: unknown): string[] {
-    if (done) return [];
+    if (translator.done) return [];
     const out = start();
     if (!isRecord(chunk)) return out;
     if (chunk.error !== undefined && chunk.error !== null) {
@@ -305,7 +313,7 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
   }
 
   function finish(): string[] {
-    if (done) return [];
+    if (translator.done) return [];
     const out = start();
     for (;;) {
       closeOpen(out);
@@ -338,19 +346,11 @@ export function createStreamTranslator(options: StreamTranslatorOptions): Stream
       }),
       sseFrame('message_stop', {}),
     );
-    done = true;
+    translator.done = true;
     return out;
   }
 
-  return {
-    start,
-    push,
-    finish,
-    error: (message, type = 'api_error') => (done ? [] : errorFrames(message, type)),
-    get done() {
-      return done;
-    },
-  };
+  return translator;
 }
 
 /** Longest SSE line kept while waiting for its end; a longer one is an upstream fault. */
@@ -420,21 +420,19 @@ export function createSseDecoder(): {
   end(): unknown[];
   readonly done: boolean;
 } {
-  const decoder = new TextDecoder('utf-8');
+  const utf8 = new TextDecoder('utf-8');
   let rest = '';
-  let done = false;
   function take(text: string): unknown[] {
     const parsed = parseSseChunks(rest + text);
     rest = parsed.rest;
-    done ||= parsed.done;
+    decoder.done ||= parsed.done;
     return parsed.chunks;
   }
-  return {
-    push: (bytes) =>
-      take(typeof bytes === 'string' ? bytes : decoder.decode(bytes, { stream: true })),
-    end: () => take(`${decoder.decode()}\n`),
-    get done() {
-      return done;
-    },
+  const decoder = {
+    push: (bytes: Uint8Array | string) =>
+      take(typeof bytes === 'string' ? bytes : utf8.decode(bytes, { stream: true })),
+    end: () => take(`${utf8.decode()}\n`),
+    done: false,
   };
+  return decoder;
 }
