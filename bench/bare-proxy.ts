@@ -1,11 +1,10 @@
 /**
  * The reference gateway: a `node:http` server relaying every request to one undici Pool with
- * no checks at all, bodies and streams piped straight through. Whatever Palisade adds on
+ * no checks at all, responses and streams piped straight through. Whatever Palisade adds on
  * top (auth, limits, policy, audit, logging) is measured against this.
  * Usage: node --import tsx bench/bare-proxy.ts --port P --upstream http://127.0.0.1:M
  */
 import http from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 
@@ -28,22 +27,30 @@ function endToEnd(headers: Headers): Record<string, string | string[]> {
   return out;
 }
 
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * Reads the (small, JSON) request body, as any gateway must, then lets undici write the
+ * upstream response straight into `res`, chunk by chunk. If the client goes away, undici
+ * sees `res` close early and aborts the upstream request.
+ */
 async function relay(pool: Pool, req: http.IncomingMessage, res: http.ServerResponse) {
-  const abort = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
-  });
   const method = req.method ?? 'GET';
-  const hasBody = method !== 'GET' && method !== 'HEAD';
-  const upstream = await pool.request({
-    path: req.url ?? '/',
-    method,
-    headers: endToEnd(req.headers),
-    body: hasBody ? req : null,
-    signal: abort.signal,
-  });
-  res.writeHead(upstream.statusCode, endToEnd(upstream.headers));
-  await pipeline(upstream.body, res);
+  const body = method === 'GET' || method === 'HEAD' ? null : await readBody(req);
+  await pool.stream(
+    { path: req.url ?? '/', method, headers: endToEnd(req.headers), body },
+    ({ statusCode, headers }) => {
+      res.writeHead(statusCode, endToEnd(headers));
+      return res;
+    },
+  );
 }
 
 function fail(res: http.ServerResponse): void {

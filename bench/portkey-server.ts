@@ -24,15 +24,22 @@ export async function resolve(specifier, context, nextResolve) {
     'import { serve as realServe } from ' + real + ';' +
     'export * from ' + real + ';' +
     'export function serve(options, listener) {' +
-    '  return realServe({ ...options, hostname: "127.0.0.1", overrideGlobalObjects: false }, listener);' +
+    '  return realServe({ ...options, hostname: "127.0.0.1", overrideGlobalObjects: OVERRIDE }, listener);' +
     '}';
   return { url: 'data:text/javascript,' + encodeURIComponent(wrapper), shortCircuit: true };
 }
 `;
 
-const { values } = parseArgs({ options: { port: { type: 'string', default: '8787' } } });
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '8787' },
+    // Portkey's own default; streaming then fails, so only for non-streaming comparisons.
+    'override-global-objects': { type: 'boolean', default: false },
+  },
+});
 
-register(`data:text/javascript,${encodeURIComponent(HOOKS)}`);
+const hooks = HOOKS.replace('OVERRIDE', String(values['override-global-objects']));
+register(`data:text/javascript,${encodeURIComponent(hooks)}`);
 
 const entry = createRequire(import.meta.url).resolve('@portkey-ai/gateway/build/start-server.js');
 // The entry reads its port from argv; --headless and production skip the log UI.

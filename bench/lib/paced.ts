@@ -35,7 +35,8 @@ interface WrkReport {
 export function wrkVersion(): string | undefined {
   const result = spawnSync('wrk', ['--version'], { encoding: 'utf8' });
   if (result.error !== undefined) return undefined;
-  return `${result.stdout}${result.stderr}`.split('\n')[0]?.trim();
+  const text = `${result.stdout}${result.stderr}`;
+  return /wrk \S+/.exec(text)?.[0] ?? 'wrk';
 }
 
 export const WRK_MISSING =

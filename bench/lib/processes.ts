@@ -1,5 +1,5 @@
 /** Child processes for the benchmark: spawned with logs to files, always stopped at the end. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -49,7 +49,7 @@ export async function stopProcess(child: ChildProcess, graceMs = 3000): Promise<
   if (hasExited(child)) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+  const done = await Promise.race([exited.then(() => true), sleep(graceMs, false, { ref: false })]);
   if (!done) {
     child.kill('SIGKILL');
     await exited;
@@ -110,6 +110,18 @@ export function readRssBytes(pid: number): number {
   const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
   if (match?.[1] === undefined) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(match[1]) * 1024;
+}
+
+const clockTicks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/** User plus system CPU time a process has used so far, in seconds, from /proc. */
+export function readCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which sits in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return (utime + stime) / clockTicks;
 }
 
 export function logTail(path: string, lines = 15): string {

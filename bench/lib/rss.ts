@@ -1,4 +1,5 @@
 /** Memory while holding many open streams: the target's VmRSS with N endless streams open. */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { readRssBytes } from './processes.js';
@@ -70,13 +71,15 @@ export async function measureStreamsRss(target: Target, settings: RssSettings): 
   const idle = readRssBytes(target.pid);
   const pool = new Pool(target.origin, { connections: settings.streams, pipelining: 1 });
   const abort = new AbortController();
+  // Every stream listens on the one signal that ends them all.
+  setMaxListeners(settings.streams + 10, abort.signal);
   const streams = Array.from({ length: settings.streams }, () =>
     openStream(pool, target, abort.signal),
   );
   try {
     const firsts = await Promise.race([
       Promise.all(streams.map((s) => s.first)),
-      sleep(settings.timeoutMs).then(() => undefined),
+      sleep(settings.timeoutMs, undefined, { ref: false }),
     ]);
     const problems = firsts ?? ['timed out waiting for first chunks'];
     const held = await peakRss(target.pid, 5, 200);
@@ -89,7 +92,10 @@ export async function measureStreamsRss(target: Target, settings: RssSettings): 
     };
   } finally {
     abort.abort();
-    await Promise.race([Promise.all(streams.map((s) => s.done)), sleep(10_000)]);
+    await Promise.race([
+      Promise.all(streams.map((s) => s.done)),
+      sleep(10_000, undefined, { ref: false }),
+    ]);
     await pool.destroy();
   }
 }
@@ -97,6 +103,8 @@ export async function measureStreamsRss(target: Target, settings: RssSettings): 
 /** Streams whose first chunk has arrived by now. */
 async function countOpen(streams: OpenStream[]): Promise<number> {
   const now = Symbol('pending');
-  const states = await Promise.all(streams.map((s) => Promise.race([s.first, Promise.resolve(now)])));
+  const states = await Promise.all(
+    streams.map((s) => Promise.race([s.first, Promise.resolve(now)])),
+  );
   return states.filter((state) => state === undefined).length;
 }

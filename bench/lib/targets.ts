@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { freePort, spawnLogged, waitForHttp, type Child } from './processes.js';
+import { transpileEntry } from './transpile.js';
 
 export const TARGET_NAMES = ['direct', 'bare', 'palisade', 'portkey'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
@@ -32,7 +33,11 @@ export interface BenchContext {
 
 export const CHAT_PATH = '/v1/chat/completions';
 const MESSAGES = [{ role: 'user', content: 'Say hello.' }];
-export const CHAT_BODY = JSON.stringify({ model: 'mock-small', messages: MESSAGES, max_tokens: 16 });
+export const CHAT_BODY = JSON.stringify({
+  model: 'mock-small',
+  messages: MESSAGES,
+  max_tokens: 16,
+});
 export const STREAM_BODY = JSON.stringify({
   model: 'mock-small',
   messages: MESSAGES,
@@ -86,14 +91,26 @@ export async function startDirect(ctx: BenchContext): Promise<Target> {
     String(MOCK_CHUNK_DELAY_MS),
   ]);
   await waitForHttp(`${origin}/v1/models`, child);
-  return { name: 'direct', origin, pid: child.pid, headers: { authorization: UPSTREAM_KEY }, child };
+  return {
+    name: 'direct',
+    origin,
+    pid: child.pid,
+    headers: { authorization: UPSTREAM_KEY },
+    child,
+  };
 }
 
 export async function startBare(ctx: BenchContext, upstream: string): Promise<Target> {
-  const { child, origin } = await startTsx(ctx, 'bare', 'bench/bare-proxy.ts', [
-    '--upstream',
-    upstream,
-  ]);
+  const script = join(ctx.workDir, 'bare-proxy.mjs');
+  transpileEntry(join(ctx.root, 'bench', 'bare-proxy.ts'), script);
+  const port = await freePort();
+  const child = spawnLogged(
+    'bare',
+    process.execPath,
+    [script, '--port', String(port), '--upstream', upstream],
+    { cwd: ctx.root, env: cleanEnv({}), logPath: join(ctx.workDir, 'bare.log') },
+  );
+  const origin = `http://127.0.0.1:${port}`;
   await waitForHttp(`${origin}/v1/models`, child);
   return { name: 'bare', origin, pid: child.pid, headers: { authorization: UPSTREAM_KEY }, child };
 }
@@ -170,7 +187,13 @@ export async function startPalisade(ctx: BenchContext, upstream: string): Promis
   });
   const origin = `http://127.0.0.1:${port}`;
   await waitForHttp(`${origin}/healthz`, child);
-  return { name: 'palisade', origin, pid: child.pid, headers: { authorization: `Bearer ${key}` }, child };
+  return {
+    name: 'palisade',
+    origin,
+    pid: child.pid,
+    headers: { authorization: `Bearer ${key}` },
+    child,
+  };
 }
 
 // ---------------------------------------------------------------- sanity check

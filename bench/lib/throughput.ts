@@ -1,5 +1,6 @@
 /** Maximum throughput: autocannon, 50 connections, non-streaming chat completions. */
 import autocannon from 'autocannon';
+import { readCpuSeconds } from './processes.js';
 import { CHAT_BODY, CHAT_PATH, requestHeaders, type Target } from './targets.js';
 
 export const THROUGHPUT_CONNECTIONS = 50;
@@ -11,9 +12,12 @@ export interface ThroughputRun {
   errors: number;
   latencyP50Ms: number;
   latencyP99Ms: number;
+  /** CPU time the target process spent per successful request, in microseconds. */
+  cpuUsPerRequest: number;
 }
 
 export async function measureThroughput(target: Target, seconds: number): Promise<ThroughputRun> {
+  const cpuBefore = readCpuSeconds(target.pid);
   const result = await autocannon({
     url: `${target.origin}${CHAT_PATH}`,
     method: 'POST',
@@ -23,8 +27,10 @@ export async function measureThroughput(target: Target, seconds: number): Promis
     body: CHAT_BODY,
     timeout: 10,
   });
+  const cpuSeconds = readCpuSeconds(target.pid) - cpuBefore;
   return {
     rps: result['2xx'] / result.duration,
+    cpuUsPerRequest: (cpuSeconds * 1e6) / Math.max(1, result['2xx']),
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
     latencyP50Ms: result.latency.p50,

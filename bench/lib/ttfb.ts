@@ -62,7 +62,12 @@ export async function measureTtfb(target: Target, settings: TtfbSettings): Promi
   const pool = new Pool(target.origin, { connections: settings.concurrency });
   try {
     await runBatch(pool, target, settings.warmup, settings.concurrency);
-    const { samples, errors } = await runBatch(pool, target, settings.requests, settings.concurrency);
+    const { samples, errors } = await runBatch(
+      pool,
+      target,
+      settings.requests,
+      settings.concurrency,
+    );
     return {
       count: samples.length,
       errors,

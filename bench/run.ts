@@ -1,0 +1,385 @@
+/**
+ * `npm run bench`: the mock upstream, a bare undici proxy, Palisade and Portkey, each in its
+ * own process, measured side by side in one run; prints a table and writes
+ * bench/results.json. See bench/README.md.
+ *
+ * Flags: --quick (short smoke run), --no-build (use dist/ as it is), --keep (keep the
+ * temporary directory with the targets' logs).
+ */
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as prettier from 'prettier';
+import { installCleanup, logTail, stopAll, stopProcess } from './lib/processes.js';
+import { measurePaced, WRK_MISSING, wrkVersion, type PacedSettings } from './lib/paced.js';
+import {
+  describeMachine,
+  emptyResults,
+  figureRows,
+  FIGURE_HEADER,
+  GOAL_HEADER,
+  goalRows,
+  judge,
+  markdownTable,
+  RATIO_HEADER,
+  ratioRows,
+  textTable,
+  throughputFigures,
+  type Results,
+} from './lib/results.js';
+import { measureStreamsRss, type RssSettings } from './lib/rss.js';
+import {
+  buildPalisade,
+  checkTarget,
+  startBare,
+  startDirect,
+  startPalisade,
+  startPortkey,
+  TARGET_NAMES,
+  type BenchContext,
+  type Target,
+  type TargetName,
+} from './lib/targets.js';
+import { measureThroughput, THROUGHPUT_CONNECTIONS, type ThroughputRun } from './lib/throughput.js';
+import { measureTtfb, type TtfbSettings } from './lib/ttfb.js';
+
+interface Settings {
+  quick: boolean;
+  build: boolean;
+  keep: boolean;
+  throughput: { seconds: number; rounds: number; warmupSeconds: number; connections: number };
+  paced: PacedSettings;
+  ttfb: TtfbSettings;
+  rss: RssSettings;
+}
+
+function readSettings(): Settings {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      'no-build': { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const quick = values.quick;
+  return {
+    quick,
+    build: !values['no-build'],
+    keep: values.keep,
+    throughput: {
+      seconds: quick ? 2 : 8,
+      rounds: 2,
+      warmupSeconds: quick ? 1 : 2,
+      connections: THROUGHPUT_CONNECTIONS,
+    },
+    paced: { seconds: quick ? 4 : 15, rate: 500, connections: 16 },
+    ttfb: { requests: quick ? 50 : 200, concurrency: 10, warmup: quick ? 10 : 20 },
+    rss: { streams: quick ? 200 : 1000, timeoutMs: 30_000 },
+  };
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS_PATH = join(ROOT, 'bench', 'results.json');
+const README_PATH = join(ROOT, 'bench', 'README.md');
+
+/** Keeps machine paths out of anything printed to results.json or the README. */
+function scrub(ctx: BenchContext, text: string): string {
+  return text
+    .split(ctx.workDir)
+    .join('<tmp>')
+    .split(ROOT.replace(/\/$/, ''))
+    .join('.')
+    .split(os.homedir())
+    .join('~');
+}
+
+function note(ctx: BenchContext, results: Results, message: string): void {
+  const clean = scrub(ctx, message);
+  results.problems.push(clean);
+  console.log(`  ! ${clean}`);
+}
+
+// ---------------------------------------------------------------- targets
+
+type Starter = () => Promise<Target>;
+
+async function startTarget(
+  ctx: BenchContext,
+  results: Results,
+  name: TargetName,
+  start: Starter,
+): Promise<Target | undefined> {
+  let target: Target | undefined;
+  try {
+    target = await start();
+    await checkTarget(target);
+    results.targets[name] = { status: 'ok' };
+    console.log(`  ${name.padEnd(8)} ${target.origin} (pid ${target.pid})`);
+    return target;
+  } catch (error) {
+    const reason = scrub(ctx, (error as Error).message);
+    results.targets[name] = { status: 'unavailable', reason };
+    console.log(`  ${name.padEnd(8)} unavailable: ${reason}`);
+    const tail = logTail(join(ctx.workDir, `${name}.log`));
+    if (tail !== '') console.log(scrub(ctx, tail).replace(/^/gm, `    ${name}| `));
+    if (target !== undefined) await stopProcess(target.child.process);
+    return undefined;
+  }
+}
+
+async function startTargets(
+  ctx: BenchContext,
+  settings: Settings,
+  results: Results,
+): Promise<Target[]> {
+  console.log('Starting targets');
+  const direct = await startTarget(ctx, results, 'direct', () => startDirect(ctx));
+  if (direct === undefined) throw new Error('the mock upstream did not start; nothing to measure');
+  const mock = direct.origin;
+  const palisadeStart: Starter = async () => {
+    if (settings.build) {
+      console.log('  building Palisade (npm run build)...');
+      buildPalisade(ctx);
+    }
+    return startPalisade(ctx, mock);
+  };
+  const others: Array<[TargetName, Starter]> = [
+    ['bare', () => startBare(ctx, mock)],
+    ['palisade', palisadeStart],
+    ['portkey', () => startPortkey(ctx, mock)],
+  ];
+  const started: Target[] = [direct];
+  for (const [name, start] of others) {
+    const target = await startTarget(ctx, results, name, start);
+    if (target !== undefined) started.push(target);
+  }
+  return started;
+}
+
+// ---------------------------------------------------------------- measurements
+
+/** Runs one measurement; a failure is noted and the run goes on. */
+async function attempt<T>(
+  ctx: BenchContext,
+  results: Results,
+  label: string,
+  fn: () => Promise<T>,
+): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (error) {
+    note(ctx, results, `${label}: ${(error as Error).message}`);
+    return undefined;
+  }
+}
+
+async function runThroughput(
+  ctx: BenchContext,
+  targets: Target[],
+  settings: Settings,
+  results: Results,
+): Promise<void> {
+  const { seconds, rounds, warmupSeconds } = settings.throughput;
+  console.log(
+    `\nThroughput: ${settings.throughput.connections} connections, ${seconds} s per target, ${rounds} rounds`,
+  );
+  for (const target of targets) {
+    await attempt(ctx, results, `warm-up ${target.name}`, () =>
+      measureThroughput(target, warmupSeconds),
+    );
+  }
+  const runs = new Map<TargetName, ThroughputRun[]>();
+  for (let round = 1; round <= rounds; round++) {
+    for (const target of targets) {
+      const run = await attempt(ctx, results, `throughput ${target.name}`, () =>
+        measureThroughput(target, seconds),
+      );
+      if (run === undefined) continue;
+      runs.set(target.name, [...(runs.get(target.name) ?? []), run]);
+      console.log(`  round ${round} ${target.name.padEnd(8)} ${Math.round(run.rps)} req/s`);
+    }
+  }
+  for (const [name, list] of runs) results.throughput[name] = throughputFigures(list);
+}
+
+async function runPaced(
+  ctx: BenchContext,
+  targets: Target[],
+  settings: Settings,
+  results: Results,
+): Promise<void> {
+  const { rate, seconds, connections } = settings.paced;
+  console.log(
+    `\nPaced latency: wrk, ~${rate} req/s over ${connections} connections, ${seconds} s per target`,
+  );
+  if (results.machine.wrk === null) {
+    results.pacedSkipped = WRK_MISSING;
+    console.log(`  skipped: ${WRK_MISSING}`);
+    return;
+  }
+  for (const target of targets) {
+    const run = await attempt(ctx, results, `paced ${target.name}`, () =>
+      measurePaced(ctx, target, settings.paced),
+    );
+    if (run === undefined) continue;
+    results.paced[target.name] = run;
+    console.log(
+      `  ${target.name.padEnd(8)} ${Math.round(run.rps)} req/s  p50 ${run.p50Us} µs  p99 ${run.p99Us} µs`,
+    );
+  }
+}
+
+async function runTtfb(
+  ctx: BenchContext,
+  targets: Target[],
+  settings: Settings,
+  results: Results,
+): Promise<void> {
+  const { requests, concurrency } = settings.ttfb;
+  console.log(`\nStreaming time to first chunk: ${requests} requests, ${concurrency} at a time`);
+  for (const target of targets) {
+    const run = await attempt(ctx, results, `ttfb ${target.name}`, () =>
+      measureTtfb(target, settings.ttfb),
+    );
+    if (run === undefined) continue;
+    results.ttfb[target.name] = run;
+    const failed = run.errors > 0 ? `  (${run.errors} failed)` : '';
+    console.log(
+      `  ${target.name.padEnd(8)} p50 ${run.p50Ms.toFixed(2)} ms  p99 ${run.p99Ms.toFixed(2)} ms${failed}`,
+    );
+  }
+}
+
+async function runRss(
+  ctx: BenchContext,
+  targets: Target[],
+  settings: Settings,
+  results: Results,
+): Promise<void> {
+  console.log(`\nRSS holding ${settings.rss.streams} endless streams`);
+  const measured = targets.filter((t) => t.name === 'palisade' || t.name === 'bare');
+  for (const target of measured) {
+    const run = await attempt(ctx, results, `rss ${target.name}`, () =>
+      measureStreamsRss(target, settings.rss),
+    );
+    if (run === undefined) continue;
+    results.rss[target.name] = run;
+    if (run.firstError !== undefined) {
+      note(
+        ctx,
+        results,
+        `rss ${target.name}: ${run.open}/${run.streams} open; first problem: ${run.firstError}`,
+      );
+    }
+    console.log(
+      `  ${target.name.padEnd(8)} ${run.open}/${run.streams} open  idle ${run.idleMb.toFixed(1)} MB  held ${run.heldMb.toFixed(1)} MB`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+function report(results: Results): string {
+  const unavailable = TARGET_NAMES.flatMap((name) => {
+    const status = results.targets[name];
+    return status.status === 'unavailable' ? [`- ${name}: ${status.reason}`] : [];
+  });
+  const m = results.machine;
+  return [
+    `${results.date} (${results.mode}) — ${m.cpu}, ${m.cores} cores, node ${m.node}, load ${m.loadAverageAtStart.join(' ')} at start`,
+    '',
+    textTable(FIGURE_HEADER, figureRows(results)),
+    '',
+    textTable(RATIO_HEADER, ratioRows(results)),
+    '',
+    textTable(GOAL_HEADER, goalRows(results)),
+    ...(unavailable.length > 0 ? ['', 'Unavailable targets:', ...unavailable] : []),
+    ...(results.pacedSkipped ? ['', `Paced latency skipped: ${results.pacedSkipped}`] : []),
+  ].join('\n');
+}
+
+function writeResults(results: Results): void {
+  const temporary = `${RESULTS_PATH}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(results, null, 2)}\n`);
+  renameSync(temporary, RESULTS_PATH);
+}
+
+/**
+ * Replaces the README's results section (between its markers) after a full run, formatted
+ * as `prettier --check` expects.
+ */
+async function updateReadme(results: Results): Promise<void> {
+  const start = '<!-- results:start -->';
+  const end = '<!-- results:end -->';
+  if (!existsSync(README_PATH)) return;
+  const readme = readFileSync(README_PATH, 'utf8');
+  const from = readme.indexOf(start);
+  const to = readme.indexOf(end);
+  if (from === -1 || to < from) return;
+  const m = results.machine;
+  const section = [
+    start,
+    '',
+    `Run of ${results.date.slice(0, 10)} on ${m.cpu} (${m.cores} cores, ${m.memoryGb} GB), ` +
+      `node ${m.node}, ${m.wrk ?? 'no wrk'}; load average ${m.loadAverageAtStart.join(' ')} ` +
+      `at start, ${m.loadAverageAtEnd.join(' ')} at end.`,
+    '',
+    markdownTable(FIGURE_HEADER, figureRows(results)),
+    '',
+    markdownTable(RATIO_HEADER, ratioRows(results)),
+    '',
+    markdownTable(GOAL_HEADER, goalRows(results)),
+    '',
+    end,
+  ].join('\n');
+  const text = readme.slice(0, from) + section + readme.slice(to + end.length);
+  const options = (await prettier.resolveConfig(README_PATH)) ?? {};
+  writeFileSync(README_PATH, await prettier.format(text, { ...options, parser: 'markdown' }));
+}
+
+// ---------------------------------------------------------------- main
+
+async function measureAll(ctx: BenchContext, settings: Settings, results: Results): Promise<void> {
+  const targets = await startTargets(ctx, settings, results);
+  await runThroughput(ctx, targets, settings, results);
+  await runPaced(ctx, targets, settings, results);
+  await runTtfb(ctx, targets, settings, results);
+  await runRss(ctx, targets, settings, results);
+}
+
+async function main(): Promise<void> {
+  installCleanup();
+  const settings = readSettings();
+  const wrk = wrkVersion();
+  if (wrk === undefined) console.log(WRK_MISSING);
+  const ctx: BenchContext = {
+    root: ROOT,
+    workDir: mkdtempSync(join(os.tmpdir(), 'palisade-bench-')),
+  };
+  if (!settings.keep) {
+    // Also on Ctrl-C, when the finally below does not run.
+    process.once('exit', () => rmSync(ctx.workDir, { recursive: true, force: true }));
+  }
+  const { quick, build: _build, keep: _keep, ...measured } = settings;
+  const results = emptyResults(quick ? 'quick' : 'full', describeMachine(wrk), measured);
+  try {
+    await measureAll(ctx, settings, results);
+  } finally {
+    await stopAll();
+    if (settings.keep) console.log(`\nLogs kept in ${ctx.workDir}`);
+  }
+  results.machine.loadAverageAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
+  judge(results);
+  console.log(`\n${report(results)}`);
+  writeResults(results);
+  if (!quick) await updateReadme(results);
+  console.log('\nWrote bench/results.json');
+}
+
+main().catch(async (error: unknown) => {
+  console.error(error);
+  await stopAll();
+  process.exit(1);
+});
