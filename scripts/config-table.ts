@@ -40,7 +40,9 @@ function formatBytes(bytes: number): string {
  * a size, `8642` for a count.
  */
 function formatDefault(value: unknown, parse: (text: string) => unknown): string {
-  if (value === undefined || (Array.isArray(value) && value.length === 0)) return '(none)';
+  if (value === undefined || value === '' || (Array.isArray(value) && value.length === 0)) {
+    return '(none)';
+  }
   if (typeof value === 'number') {
     for (const text of [formatDuration(value), formatBytes(value), String(value)]) {
       try {

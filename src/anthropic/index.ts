@@ -50,6 +50,7 @@ export {
   type ModelMapSpec,
 } from './models.js';
 export { estimateTokens, TOKEN_ESTIMATE } from './count-tokens.js';
+export { messages, type MessagesOptions } from './plugin.js';
 export {
   MAX_JSON_DEPTH,
   RAW_ARGUMENTS_KEY,

@@ -289,6 +289,12 @@ export const SETTINGS = {
     help: 'On SIGINT/SIGTERM, how long in-flight requests and streams may finish.',
     parse: duration(0),
   },
+  anthropicModels: {
+    env: 'PALISADE_ANTHROPIC_MODELS',
+    default: '',
+    help: 'Model names Anthropic clients ask for, mapped to local models: `claude-*=qwen3:8b,claude-3-haiku*=llama3.2:3b`; an entry without `=` is the fallback.',
+    parse: (t: string) => t.trim(),
+  },
   logLevel: {
     env: 'PALISADE_LOG_LEVEL',
     default: 'info' as LogLevel,

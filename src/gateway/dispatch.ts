@@ -4,7 +4,14 @@ import { HttpError } from '../server/errors.js';
 import type { Metrics } from '../server/metrics.js';
 import { createStreamSlots } from './access.js';
 import type { ForwardBody } from './policy.js';
-import { forward, upstreamError, type Forwarded, type Usage } from './relay.js';
+import {
+  ClientGone,
+  forward,
+  upstreamError,
+  type AbortFlag,
+  type Forwarded,
+  type Usage,
+} from './relay.js';
 import type { UpstreamRegistry } from './upstreams.js';
 
 export interface DispatchOptions {
@@ -17,7 +24,7 @@ export interface DispatchOptions {
 
 /** What a face gets back: the upstream's successful response and the signal tied to the client. */
 export interface Dispatched extends Forwarded {
-  signal: AbortSignal;
+  signal: AbortFlag;
 }
 
 /** The client hung up before the upstream answered (logged as 499, as nginx does). */
@@ -65,27 +72,27 @@ export function createDispatcher(options: DispatchOptions) {
           throw error;
         }
       }
-      const controller = new AbortController();
+      const gone = new ClientGone();
       reply.raw.once('close', () => {
         release();
-        if (!reply.raw.writableFinished) controller.abort();
+        if (!reply.raw.writableFinished) gone.abort();
       });
 
       const forwarded = await forward(candidates, {
         path,
         body: JSON.stringify(body),
-        signal: controller.signal,
+        signal: gone,
         headersTimeoutMs: options.upstreamTimeoutMs,
         bodyTimeoutMs: options.streamIdleTimeoutMs,
       }).catch((error: unknown) => {
-        if (controller.signal.aborted) throw CLIENT_GONE;
+        if (gone.aborted) throw CLIENT_GONE;
         throw error;
       });
       request.upstream = forwarded.upstream.name;
       if (forwarded.response.statusCode >= 300) {
         throw await upstreamError(forwarded.upstream, forwarded.response);
       }
-      return { ...forwarded, signal: controller.signal };
+      return { ...forwarded, signal: gone };
     },
 
     /** Adds the tokens an upstream reported to the metrics. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HttpError } from '../server/errors.js';
-import { applyPolicy } from './policy.js';
+import { applyPolicy, schemaCheck, surelyValid } from './policy.js';
 
 const policy = { maxTokens: 1000, maxChoices: 2 };
 const chat = (extra: Record<string, unknown> = {}) => ({
@@ -74,4 +74,65 @@ test('wrong shapes say what is wrong', () => {
   refused(chat({ stream: 'yes' }), /stream: must be true or false/);
   refused({ model: 'm', input: [] }, /input: must not be empty/, 'embedding');
   refused({ model: 'm', prompt: { a: 1 } }, /prompt: must be/, 'completion');
+});
+
+test('the fast path accepts only what the schema accepts, unchanged', () => {
+  const values: unknown[] = [undefined, null, 0, -1, 1, 1.5, 2 ** 60, '1', true, [], {}, 'x'];
+  const messageShapes: unknown[] = [
+    [{ role: 'user', content: 'hi' }],
+    [{ role: 'user', content: null }],
+    [{ role: 'assistant' }],
+    [{ role: 'user', content: [{ type: 'text', text: 'x' }] }],
+    [{ role: 'nobody', content: 'x' }],
+    [{ role: 'user', content: 5 }],
+    [null],
+    [],
+    'x',
+  ];
+  const bodies: Array<['chat' | 'completion' | 'embedding', Record<string, unknown>]> = [];
+  for (const model of ['m', '', 5, 'x'.repeat(257)]) {
+    for (const messages of messageShapes) {
+      for (const field of [
+        'max_tokens',
+        'max_completion_tokens',
+        'n',
+        'stream',
+        'stream_options',
+      ]) {
+        for (const value of values) {
+          const body: Record<string, unknown> = { model, messages };
+          if (value !== undefined) body[field] = value;
+          bodies.push(['chat', body]);
+        }
+      }
+    }
+  }
+  for (const prompt of [
+    'x',
+    ['a', 'b'],
+    [1, 2],
+    [[1], [2]],
+    [],
+    [1, 'a'],
+    [['a']],
+    { a: 1 },
+    5,
+    null,
+  ]) {
+    bodies.push(['completion', { model: 'm', prompt }]);
+    bodies.push(['embedding', { model: 'm', input: prompt }]);
+  }
+  let fast = 0;
+  for (const [endpoint, body] of bodies) {
+    if (!surelyValid(endpoint, body)) continue;
+    fast += 1;
+    const schema = schemaCheck(endpoint, body);
+    assert.equal(
+      schema.success,
+      true,
+      `fast path accepted what the schema refuses: ${JSON.stringify(body)}`,
+    );
+    assert.deepEqual(schema.data, body);
+  }
+  assert.ok(fast > 50, `the fast path took ${fast} of ${bodies.length} bodies`);
 });

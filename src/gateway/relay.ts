@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { HttpError } from '../server/errors.js';
@@ -19,10 +20,29 @@ function errorCode(error: unknown): string | undefined {
   return e?.code ?? e?.cause?.code;
 }
 
+/**
+ * Cancels an upstream request when its client goes away. undici accepts an EventEmitter with
+ * an `aborted` flag as a signal; it costs far less per request than an AbortController, whose
+ * EventTarget machinery showed up as a quarter of the gateway's CPU time per request.
+ */
+export class ClientGone extends EventEmitter {
+  aborted = false;
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+  }
+}
+
+/** What tells a relay the client has gone: `aborted` turns true and stays so. */
+export interface AbortFlag {
+  readonly aborted: boolean;
+}
+
 export interface ForwardOptions {
   path: string;
   body: string;
-  signal: AbortSignal;
+  signal: ClientGone;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
 }
@@ -227,7 +247,7 @@ export function relayStream(
   options: {
     upstreamName: string;
     idleTimeoutMs: number;
-    signal: AbortSignal;
+    signal: AbortFlag;
     onUsage: (usage: Usage) => void;
   },
 ): Readable {

@@ -342,6 +342,11 @@ export function createUpstreamRegistry(options: RegistryOptions) {
       }
       return upstreams.size === 1 ? [...upstreams.values()] : [];
     },
+    /** True when some upstream lists `model` (the single-upstream fallback aside). */
+    serves(model: string): boolean {
+      for (const upstream of upstreams.values()) if (upstream.modelIds.has(model)) return true;
+      return false;
+    },
     /** Models of healthy upstreams, deduplicated by id (the first upstream wins). */
     models(): ModelEntry[] {
       const seen = new Map<string, ModelEntry>();

@@ -90,8 +90,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     const seconds = reply.elapsedTime / 1000;
-    metrics.requests.inc({ route, status: reply.statusCode });
-    metrics.latency.observe({ route }, seconds);
+    metrics.observeRequest(route, reply.statusCode, seconds);
     request.log.info(
       {
         method: request.method,
@@ -99,7 +98,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
         ip: request.ip,
-        key: request.apiKey?.id,
+        key_id: request.apiKey?.id,
         upstream: request.upstream ?? undefined,
       },
       'request',

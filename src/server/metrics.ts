@@ -48,6 +48,21 @@ export function createMetrics() {
     labelNames: ['upstream'] as const,
     registers: [registry],
   });
+  // Resolving labels costs more than the count itself; each (route, status) child is kept.
+  const children = new Map<string, { count: () => void; time: (seconds: number) => void }>();
+  function observeRequest(route: string, status: number, seconds: number): void {
+    const key = `${status} ${route}`;
+    let child = children.get(key);
+    if (child === undefined) {
+      const counter = requests.labels(route, String(status));
+      const histogram = latency.labels(route);
+      child = { count: () => counter.inc(), time: (s) => histogram.observe(s) };
+      if (children.size < 1000) children.set(key, child);
+    }
+    child.count();
+    child.time(seconds);
+  }
+
   return {
     registry,
     requests,
@@ -57,6 +72,7 @@ export function createMetrics() {
     authFailures,
     activeStreams,
     upstreamUp,
+    observeRequest,
   };
 }
 

@@ -1,9 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { LookupFunction } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
+import {
+  createModelMap,
+  messages,
+  parseModelMapSpec,
+  toAnthropicModelList,
+} from '../anthropic/index.js';
 import { createAuditLog, type AuditLog } from '../audit/index.js';
 import { createApiKey, createKeyRing, createRateLimiter, readPresentedKey } from '../auth/index.js';
-import { isLoopbackHost, prepareHome, type Config } from '../config/index.js';
+import { ConfigError, isLoopbackHost, prepareHome, type Config } from '../config/index.js';
 import { loadMasterKey } from '../crypto/index.js';
 import { createUpstreamRegistry, type Lookup, type UpstreamRegistry } from '../gateway/index.js';
 import { openStore, type Store } from '../store/index.js';
@@ -102,6 +108,15 @@ export async function startServer(
     cleanups.push(() => registry.close());
     await registry.start(config.probeLocal);
 
+    let modelSpec;
+    try {
+      modelSpec = parseModelMapSpec(config.anthropicModels);
+    } catch (error) {
+      throw new ConfigError(`invalid ${(error as Error).message}`);
+    }
+    const anthropicModels = createModelMap(modelSpec.entries, modelSpec.fallback);
+    const policy = { maxTokens: config.maxTokens, maxChoices: config.maxChoices };
+
     const metrics = createMetrics();
     const limits = { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst };
     const startedAt = Date.now();
@@ -122,14 +137,27 @@ export async function startServer(
         keys,
         limiter: createRateLimiter(limits),
         audit,
-        policy: { maxTokens: config.maxTokens, maxChoices: config.maxChoices },
+        policy,
         exposed,
         corsOrigins: config.corsOrigins,
         limits,
         maxStreamsPerKey: config.maxStreamsPerKey,
         upstreamTimeoutMs: config.upstreamTimeoutMs,
         streamIdleTimeoutMs: config.streamIdleTimeoutMs,
+        modelListFormat: (request, models) =>
+          request.headers['anthropic-version'] === undefined
+            ? undefined
+            : toAnthropicModelList(models),
       },
+      faces: [
+        async (v1) =>
+          v1.register(messages, {
+            registry,
+            policy,
+            models: anthropicModels,
+            bodyLimit: config.bodyLimit,
+          }),
+      ],
     });
 
     await app.listen({ host: config.host, port: config.port });

@@ -3,6 +3,7 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isoNow, openStore } from './index.js';
 
 test('the store opens in WAL mode, mode 0600, with every migration applied', async () => {
@@ -32,6 +33,9 @@ test('another connection committing changes data_version', async () => {
       created_at: isoNow(),
     })
     .execute();
+  // The change is noticed once the file watch fires (next turn of the event loop), or within
+  // a second without it.
+  for (let i = 0; i < 120 && server.dataVersion() === before; i++) await sleep(10);
   assert.notEqual(server.dataVersion(), before);
   await cli.close();
   await server.close();

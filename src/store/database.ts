@@ -1,6 +1,6 @@
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, watch, type FSWatcher } from 'node:fs';
 import { homeFile } from '../config/index.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema/index.js';
@@ -9,7 +9,11 @@ export interface Store {
   db: Kysely<Database>;
   /** The underlying connection, for synchronous work on hot paths and in transactions. */
   sqlite: SqliteDatabase.Database;
-  /** Changes whenever another connection (e.g. the CLI) commits to the database. */
+  /**
+   * Changes whenever another connection (e.g. the CLI) commits to the database. Cheap enough
+   * for every request: SQLite is only asked again after the database files changed on disk
+   * (a file watch) or a second has passed.
+   */
   dataVersion(): number;
   close(): Promise<void>;
 }
@@ -39,11 +43,36 @@ export async function openStore(home: string): Promise<Store> {
     throw error instanceof Error ? error : new Error(String(error));
   }
   const versionStatement = sqlite.prepare('PRAGMA data_version').pluck();
+  // Asking SQLite costs ~15 us (it opens a read transaction); a commit by another process
+  // writes the -wal file, which the watch sees, so between writes the answer is remembered.
+  let version = 0;
+  let stale = true;
+  let checkedAt = 0;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(home, { persistent: false }, (_event, file) => {
+      if (file === null || file.startsWith('palisade.db')) stale = true;
+    });
+    watcher.on('error', () => (watcher = undefined));
+  } catch {
+    watcher = undefined;
+  }
 
   return {
     db,
     sqlite,
-    dataVersion: () => versionStatement.get() as number,
-    close: () => db.destroy(),
+    dataVersion: () => {
+      const now = performance.now();
+      if (stale || watcher === undefined || now - checkedAt > 1000) {
+        stale = false;
+        checkedAt = now;
+        version = versionStatement.get() as number;
+      }
+      return version;
+    },
+    close: async () => {
+      watcher?.close();
+      await db.destroy();
+    },
   };
 }

@@ -1,0 +1,190 @@
+import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
+import type { RequestPolicy, Upstream, UpstreamRegistry } from '../gateway/index.js';
+import { applyPolicy, readResponse } from '../gateway/index.js';
+import { HttpError, sendError, toHttpError } from '../server/errors.js';
+import { estimateTokens } from './count-tokens.js';
+import { anthropicErrorBody } from './errors.js';
+import type { ModelMap } from './models.js';
+import { parseCountTokensRequest, parseMessagesRequest, toChatCompletions } from './request.js';
+import { fromChatCompletion, responseOptions } from './response.js';
+import { createSseDecoder, createStreamTranslator } from './stream.js';
+import type { CountTokensRequest } from './types.js';
+
+export interface MessagesOptions {
+  registry: UpstreamRegistry;
+  policy: RequestPolicy;
+  models: ModelMap;
+  bodyLimit: number;
+}
+
+const RESPONSE_LIMIT = 64 * 1024 * 1024;
+const TOKENIZE_TIMEOUT_MS = 5_000;
+
+/**
+ * Anthropic's Messages API over the gateway: `/v1/messages` and `/v1/messages/count_tokens`,
+ * registered beside the OpenAI routes so the same keys, limits, audit and routing apply.
+ * Requests are translated to chat completions, sent through `app.gateway.dispatch()`, and
+ * the answer (JSON or SSE) translated back. Errors use Anthropic's shape.
+ *
+ * @example
+ * v1.register(messages, { registry, policy, models: createModelMap({ 'claude-*': 'qwen3:8b' }) });
+ */
+export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options) => {
+  const { registry, policy } = options;
+
+  app.setErrorHandler((error, request, reply) => {
+    const httpError = toHttpError(error as FastifyError, options.bodyLimit);
+    if (httpError.status >= 500 && !(error instanceof HttpError)) {
+      request.log.error({ err: error }, 'unhandled error');
+    }
+    if (reply.sent || reply.raw.headersSent) return;
+    return sendError(request, reply, httpError, anthropicErrorBody);
+  });
+
+  /** The local model for the name an Anthropic client asked for, or a 404 naming the fix. */
+  function localModel(name: string): string {
+    const model = options.models.resolve(name, (m) => registry.serves(m));
+    if (model === undefined) {
+      throw new HttpError(
+        404,
+        'not_found_error',
+        `model "${name}" is not a local model and has no mapping; map it with PALISADE_ANTHROPIC_MODELS (e.g. claude-*=qwen3:8b) or ask for a model GET /v1/models lists`,
+      );
+    }
+    return model;
+  }
+
+  app.post('/messages', async (request, reply) => {
+    const req = parseMessagesRequest(request.body);
+    const body = applyPolicy('chat', toChatCompletions(req, localModel(req.model)), policy);
+    const dispatcher = app.gateway;
+    const { upstream, response, signal } = await dispatcher.dispatch(
+      request,
+      reply,
+      body,
+      '/v1/chat/completions',
+    );
+    const options = responseOptions(req);
+    const contentType = String(response.headers['content-type'] ?? '');
+
+    if (req.stream === true && contentType.startsWith('text/event-stream')) {
+      dispatcher.trackStream(reply);
+      const translator = createStreamTranslator({
+        ...options,
+        inputTokens: estimateTokens(req),
+        requestId: request.id,
+      });
+      const decoder = createSseDecoder();
+      async function* translate() {
+        yield translator.start().join('');
+        try {
+          for await (const bytes of response.body) {
+            const frames: string[] = [];
+            for (const chunk of decoder.push(bytes as Buffer)) {
+              countUsage(chunk);
+              frames.push(...translator.push(chunk));
+            }
+            if (frames.length > 0) yield frames.join('');
+          }
+          const frames: string[] = [];
+          for (const chunk of decoder.end()) frames.push(...translator.push(chunk));
+          frames.push(...translator.finish());
+          yield frames.join('');
+        } catch (error) {
+          if (signal.aborted) return;
+          const idle = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
+          yield translator
+            .error(
+              idle
+                ? `upstream ${upstream.name} sent nothing for ${dispatcher.streamIdleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`
+                : `upstream ${upstream.name} broke off the stream`,
+              idle ? 'overloaded_error' : 'api_error',
+            )
+            .join('');
+        }
+      }
+      return reply
+        .header('content-type', 'text/event-stream; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .header('x-accel-buffering', 'no')
+        .send(Readable.from(translate(), { objectMode: false }));
+    }
+
+    const payload = await readResponse(
+      upstream,
+      response.body,
+      RESPONSE_LIMIT,
+      dispatcher.streamIdleTimeoutMs,
+    );
+    let completion: unknown;
+    try {
+      completion = JSON.parse(payload.toString('utf8'));
+    } catch {
+      throw new HttpError(502, 'upstream_error', `upstream ${upstream.name} did not answer JSON`);
+    }
+    countUsage(completion);
+    return reply.send(fromChatCompletion(completion, options));
+  });
+
+  function countUsage(chunk: unknown) {
+    const usage = (chunk as { usage?: unknown } | null)?.usage;
+    if (typeof usage === 'object' && usage !== null) app.gateway.countTokens(usage);
+  }
+
+  app.post('/messages/count_tokens', async (request) => {
+    const req = parseCountTokensRequest(request.body);
+    const model = localModel(req.model);
+    const counted = await countWithTokenizer(req, model, request, registry);
+    return { input_tokens: counted ?? estimateTokens(req) };
+  });
+};
+
+/** POSTs JSON to an upstream path other than the OpenAI routes; undefined unless it answers 200 JSON. */
+async function upstreamJson(upstream: Upstream, path: string, body: unknown): Promise<unknown> {
+  const response = await upstream.pool.request({
+    method: 'POST',
+    path: `${upstream.basePath}${path}`,
+    headers: {
+      'content-type': 'application/json',
+      ...(upstream.apiKey ? { authorization: `Bearer ${upstream.apiKey}` } : {}),
+    },
+    body: JSON.stringify(body),
+    headersTimeout: TOKENIZE_TIMEOUT_MS,
+    bodyTimeout: TOKENIZE_TIMEOUT_MS,
+  });
+  const text = await readResponse(upstream, response.body, 16 * 1024 * 1024, TOKENIZE_TIMEOUT_MS);
+  if (response.statusCode !== 200) return undefined;
+  return JSON.parse(text.toString('utf8')) as unknown;
+}
+
+/**
+ * Counts with the upstream's own tokenizer where it has one: llama.cpp renders the chat
+ * template (`/apply-template`) and tokenizes the prompt (`/tokenize`). Undefined when no
+ * upstream serving the model offers that, so the caller falls back to the estimate.
+ */
+async function countWithTokenizer(
+  req: CountTokensRequest,
+  model: string,
+  request: FastifyRequest,
+  registry: UpstreamRegistry,
+): Promise<number | undefined> {
+  const chat = toChatCompletions(req, model) as { messages?: unknown[]; tools?: unknown[] };
+  for (const upstream of registry.candidates(model)) {
+    try {
+      const rendered = (await upstreamJson(upstream, '/apply-template', {
+        messages: chat.messages,
+        ...(chat.tools ? { tools: chat.tools } : {}),
+      })) as { prompt?: unknown } | undefined;
+      if (typeof rendered?.prompt !== 'string') continue;
+      const tokenized = (await upstreamJson(upstream, '/tokenize', {
+        content: rendered.prompt,
+        add_special: true,
+      })) as { tokens?: unknown } | undefined;
+      if (Array.isArray(tokenized?.tokens)) return tokenized.tokens.length;
+    } catch (error) {
+      request.log.debug({ upstream: upstream.name, err: (error as Error).message }, 'no tokenizer');
+    }
+  }
+  return undefined;
+}
