@@ -31,11 +31,14 @@ function refused(body: unknown, message: string | RegExp) {
   );
 }
 
-test('a minimal request parses; unknown fields and metadata are dropped', () => {
+test('a minimal request parses; unknown fields are dropped, metadata checked but not forwarded', () => {
   const req = parseMessagesRequest(
     base({ metadata: { user_id: 'u1' }, service_tier: 'auto', container: 'x', foo: [1] }),
   );
-  assert.deepEqual(req, base());
+  assert.deepEqual(req, { ...base(), metadata: { user_id: 'u1' } });
+  assert.equal('metadata' in toChatCompletions(req, 'local'), false);
+  refused(base({ metadata: [[[[1]]]] }), /^metadata: must be an object/);
+  refused(base({ metadata: { user_id: 5 } }), /^metadata.user_id/);
 });
 
 test('max_tokens is required and must be a positive integer', () => {

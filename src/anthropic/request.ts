@@ -261,6 +261,14 @@ const MESSAGES_REQUEST = z.object({
     .min(0, { error: 'must be a non-negative integer' })
     .optional(),
   stream: z.boolean({ error: 'must be true or false' }).optional(),
+  // Accepted as Anthropic defines it, then not forwarded.
+  metadata: z
+    .object(
+      { user_id: z.string().max(256, 'must be at most 256 characters').nullable().optional() },
+      { error: 'must be an object such as {"user_id": "..."}' },
+    )
+    .nullable()
+    .optional(),
 });
 
 const COUNT_TOKENS_REQUEST = z.object({ ...COMMON, max_tokens: positiveInt.optional() });

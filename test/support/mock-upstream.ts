@@ -51,6 +51,13 @@ export interface MockUpstreamOptions {
   /** Keep every request in `requests`; default true, benchmarks pass false. */
   record?: boolean;
   port?: number;
+  /**
+   * Scripted answers by model name: `json` for a non-streaming chat request, `chunks` (each
+   * a `chat.completion.chunk`) sent as SSE then `[DONE]` for a streaming one.
+   */
+  scripts?: Record<string, { json?: unknown; chunks?: unknown[] }>;
+  /** Serve llama.cpp's `/apply-template` and `/tokenize` (one token per 4 characters). */
+  tokenizer?: boolean;
 }
 
 const ENDLESS_INTERVAL_MS = 20;
@@ -70,6 +77,8 @@ interface Settings {
   chunkDelayMs: number;
   record: boolean;
   created: number;
+  scripts: NonNullable<MockUpstreamOptions['scripts']>;
+  tokenizer: boolean;
 }
 
 interface Context {
@@ -88,6 +97,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     chunkDelayMs: Math.max(0, options.chunkDelayMs ?? 0),
     record: options.record ?? true,
     created: Math.floor(Date.now() / 1000),
+    scripts: options.scripts ?? {},
+    tokenizer: options.tokenizer ?? false,
   };
   const server = http.createServer({ keepAlive: true, noDelay: true });
   server.keepAliveTimeout = 60_000;
@@ -184,6 +195,18 @@ function handle(
     sendModels(ctx, res);
     return;
   }
+  if (ctx.settings.tokenizer && (route === 'POST /apply-template' || route === 'POST /tokenize')) {
+    const input = isObject(parsed.body) ? parsed.body : {};
+    if (route === 'POST /apply-template') {
+      sendJson(res, 200, { prompt: JSON.stringify(input.messages ?? []) });
+    } else {
+      const content = typeof input.content === 'string' ? input.content : '';
+      sendJson(res, 200, {
+        tokens: Array.from({ length: Math.ceil(content.length / 4) }, (_, i) => i),
+      });
+    }
+    return;
+  }
   const kind = POST_ROUTES[route];
   if (kind === undefined) {
     sendError(res, 404, `Unknown request URL: ${route}. Please check the URL.`, 'unknown_url');
@@ -222,6 +245,16 @@ function dispatch(
   model: string,
   body: Json,
 ): void {
+  const script = ctx.settings.scripts[model];
+  if (script !== undefined && kind === 'chat') {
+    if (body.stream === true && script.chunks) {
+      const events = script.chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
+      sendStream(ctx, res, [...events, 'data: [DONE]\n\n']);
+    } else {
+      sendJson(res, 200, script.json ?? {});
+    }
+    return;
+  }
   switch (model) {
     case 'error-400':
       sendError(res, 400, 'bad thing', 'bad');
