@@ -52,6 +52,12 @@ export {
 export { estimateTokens, TOKEN_ESTIMATE } from './count-tokens.js';
 export { messages, type MessagesOptions } from './plugin.js';
 export {
+  createModelMapSource,
+  listAnthropicModels,
+  mapAnthropicModel,
+  unmapAnthropicModel,
+} from './model-store.js';
+export {
   MAX_JSON_DEPTH,
   RAW_ARGUMENTS_KEY,
   parseToolArguments,

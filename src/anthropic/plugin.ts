@@ -14,7 +14,8 @@ import type { CountTokensRequest } from './types.js';
 export interface MessagesOptions {
   registry: UpstreamRegistry;
   policy: RequestPolicy;
-  models: ModelMap;
+  /** The current model map (it may change while the server runs). */
+  models: () => ModelMap;
   bodyLimit: number;
 }
 
@@ -44,12 +45,12 @@ export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options
 
   /** The local model for the name an Anthropic client asked for, or a 404 naming the fix. */
   function localModel(name: string): string {
-    const model = options.models.resolve(name, (m) => registry.serves(m));
+    const model = options.models().resolve(name, (m) => registry.serves(m));
     if (model === undefined) {
       throw new HttpError(
         404,
         'not_found_error',
-        `model "${name}" is not a local model and has no mapping; map it with PALISADE_ANTHROPIC_MODELS (e.g. claude-*=qwen3:8b) or ask for a model GET /v1/models lists`,
+        `model "${name}" is not a local model and has no mapping; map it with palisade anthropic map 'claude-*' MODEL or PALISADE_ANTHROPIC_MODELS or ask for a model GET /v1/models lists`,
       );
     }
     return model;

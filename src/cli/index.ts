@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/index.js';
 import { SsrfError } from '../gateway/index.js';
 import { AlreadyRunningError, VERSION } from '../server/index.js';
+import { registerAnthropicCommands } from './anthropic.js';
 import { registerAuditCommands } from './audit.js';
 import { CliError } from './context.js';
 import { registerDoctorCommand } from './doctor.js';
@@ -20,6 +21,7 @@ const program = new Command('palisade')
 registerServeCommand(program);
 registerKeyCommands(program);
 registerUpstreamCommands(program);
+registerAnthropicCommands(program);
 registerAuditCommands(program);
 registerDoctorCommand(program);
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { LookupFunction } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import {
-  createModelMap,
+  createModelMapSource,
   messages,
   parseModelMapSpec,
   toAnthropicModelList,
@@ -114,7 +114,7 @@ export async function startServer(
     } catch (error) {
       throw new ConfigError(`invalid ${(error as Error).message}`);
     }
-    const anthropicModels = createModelMap(modelSpec.entries, modelSpec.fallback);
+    const anthropicModels = createModelMapSource(store, modelSpec);
     const policy = { maxTokens: config.maxTokens, maxChoices: config.maxChoices };
 
     const metrics = createMetrics();

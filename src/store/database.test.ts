@@ -12,7 +12,12 @@ test('the store opens in WAL mode, mode 0600, with every migration applied', asy
   assert.equal(store.sqlite.pragma('journal_mode', { simple: true }), 'wal');
   assert.equal(statSync(join(home, 'palisade.db')).mode & 0o777, 0o600);
   const tables = await store.db.introspection.getTables();
-  assert.deepEqual(tables.map((t) => t.name).sort(), ['api_key', 'audit_entry', 'upstream']);
+  assert.deepEqual(tables.map((t) => t.name).sort(), [
+    'anthropic_model',
+    'api_key',
+    'audit_entry',
+    'upstream',
+  ]);
   await store.close();
   const again = await openStore(home);
   await again.close();

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import { request } from 'undici';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
-import { startPalisade, type TestPalisade } from '../support/palisade.js';
+import { runCli, startPalisade, type TestPalisade } from '../support/palisade.js';
 
 const toolCall = (index: number, id: string, name: string, args: string) => ({
   index,
@@ -83,6 +83,32 @@ const SCRIPTS = {
       usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
     },
   },
+  'local-think': {
+    json: {
+      id: 'chatcmpl-r',
+      object: 'chat.completion',
+      created: 1,
+      model: 'local-think',
+      choices: [
+        {
+          index: 0,
+          finish_reason: 'stop',
+          message: {
+            role: 'assistant',
+            content: 'Four.',
+            reasoning_content: 'Two plus two is four.',
+          },
+        },
+      ],
+      usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 },
+    },
+    chunks: [
+      chunk({ role: 'assistant', reasoning_content: 'Two plus ' }),
+      chunk({ reasoning_content: 'two is four.' }),
+      chunk({ content: 'Four.' }),
+      chunk({}, 'stop'),
+    ],
+  },
   'local-long': {
     json: {
       id: 'chatcmpl-l',
@@ -109,7 +135,7 @@ describe('the official Anthropic SDK through Palisade', () => {
 
   before(async () => {
     upstream = await startMockUpstream({
-      models: ['mock-small', 'local-tools', 'local-stop', 'local-long'],
+      models: ['mock-small', 'local-tools', 'local-stop', 'local-long', 'local-think'],
       scripts: SCRIPTS,
       tokenizer: true,
     });
@@ -287,6 +313,68 @@ describe('the official Anthropic SDK through Palisade', () => {
       messages: [{ role: 'user', content: 'x' }],
     });
     assert.equal(long.stop_reason, 'max_tokens');
+  });
+
+  test('thinking: reasoning_content becomes thinking blocks only when the request enabled it', async () => {
+    const plain = await client.messages.create({
+      model: 'local-think',
+      max_tokens: 100,
+      messages: [{ role: 'user', content: '2+2?' }],
+    });
+    assert.deepEqual(
+      plain.content.map((b) => b.type),
+      ['text'],
+    );
+    const thinking = await client.messages.create({
+      model: 'local-think',
+      max_tokens: 2000,
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [{ role: 'user', content: '2+2?' }],
+    });
+    assert.deepEqual(
+      thinking.content.map((b) => b.type),
+      ['thinking', 'text'],
+    );
+    assert.equal((thinking.content[0] as { thinking: string }).thinking, 'Two plus two is four.');
+    const stream = client.messages.stream({
+      model: 'local-think',
+      max_tokens: 2000,
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [{ role: 'user', content: '2+2?' }],
+    });
+    const final = await stream.finalMessage();
+    assert.deepEqual(
+      final.content.map((b) => b.type),
+      ['thinking', 'text'],
+    );
+  });
+
+  test('palisade anthropic map takes effect in the running server', async () => {
+    const mapped = await runCli([
+      'anthropic',
+      'map',
+      'claude-cli-*',
+      'local-stop',
+      '--home',
+      palisade.home,
+    ]);
+    assert.equal(mapped.code, 0, mapped.stderr);
+    await new Promise((r) => setTimeout(r, 50));
+    await client.messages.create({
+      model: 'claude-cli-1',
+      max_tokens: 5,
+      messages: [{ role: 'user', content: 'x' }],
+    });
+    assert.equal(lastChat().model, 'local-stop');
+    const listed = await runCli(['anthropic', 'list', '--json', '--home', palisade.home]);
+    const rows = JSON.parse(listed.stdout) as Array<{ pattern: string; source: string }>;
+    assert.ok(rows.some((r) => r.pattern === 'claude-cli-*' && r.source === 'stored'));
+    const bad = await runCli(['anthropic', 'map', 'bad name', 'x', '--home', palisade.home]);
+    assert.equal(bad.code, 2);
+    assert.equal(
+      (await runCli(['anthropic', 'unmap', 'claude-cli-*', '--home', palisade.home])).code,
+      0,
+    );
   });
 
   test('image input becomes an image_url data URL', async () => {
