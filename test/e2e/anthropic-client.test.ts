@@ -109,6 +109,14 @@ const SCRIPTS = {
       chunk({}, 'stop'),
     ],
   },
+  'local-busy': {
+    status: 503,
+    json: { error: { message: 'model is loading', type: 'unavailable' } },
+  },
+  'local-broken': {
+    status: 500,
+    json: { error: { message: 'kernel panic', type: 'server_error' } },
+  },
   'local-long': {
     json: {
       id: 'chatcmpl-l',
@@ -135,7 +143,15 @@ describe('the official Anthropic SDK through Palisade', () => {
 
   before(async () => {
     upstream = await startMockUpstream({
-      models: ['mock-small', 'local-tools', 'local-stop', 'local-long', 'local-think'],
+      models: [
+        'mock-small',
+        'local-tools',
+        'local-stop',
+        'local-long',
+        'local-think',
+        'local-busy',
+        'local-broken',
+      ],
       scripts: SCRIPTS,
       tokenizer: true,
     });
@@ -468,6 +484,52 @@ describe('the official Anthropic SDK through Palisade', () => {
         return true;
       });
     }
+    await assert.rejects(
+      client.messages.create({
+        model: 'local-busy',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      (error: unknown) => {
+        assert.ok(error instanceof Anthropic.InternalServerError);
+        assert.equal(
+          (error as unknown as { error: { error: { type: string; message: string } } }).error.error
+            .type,
+          'overloaded_error',
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      client.messages.create({
+        model: 'local-broken',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      (error: unknown) => {
+        const body = (error as unknown as { error: { error: { type: string; message: string } } })
+          .error;
+        assert.equal(body.error.type, 'api_error');
+        assert.equal(body.error.message, 'kernel panic');
+        return true;
+      },
+    );
+    const bearer = new Anthropic({
+      authToken: key,
+      apiKey: null,
+      baseURL: palisade.url,
+      maxRetries: 0,
+    });
+    const viaBearer = await bearer.messages.create({
+      model: 'claude-x',
+      max_tokens: 5,
+      messages: [{ role: 'user', content: 'x' }],
+    });
+    assert.equal(
+      viaBearer.type,
+      'message',
+      'ANTHROPIC_AUTH_TOKEN (Authorization: Bearer) works too',
+    );
     const limited = await palisade.createKey({ name: 'limited', models: ['other-*'] });
     const limitedClient = new Anthropic({ apiKey: limited, baseURL: palisade.url, maxRetries: 0 });
     await assert.rejects(

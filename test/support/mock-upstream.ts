@@ -55,7 +55,7 @@ export interface MockUpstreamOptions {
    * Scripted answers by model name: `json` for a non-streaming chat request, `chunks` (each
    * a `chat.completion.chunk`) sent as SSE then `[DONE]` for a streaming one.
    */
-  scripts?: Record<string, { json?: unknown; chunks?: unknown[] }>;
+  scripts?: Record<string, { json?: unknown; chunks?: unknown[]; status?: number }>;
   /** Serve llama.cpp's `/apply-template` and `/tokenize` (one token per 4 characters). */
   tokenizer?: boolean;
 }
@@ -251,7 +251,7 @@ function dispatch(
       const events = script.chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
       sendStream(ctx, res, [...events, 'data: [DONE]\n\n']);
     } else {
-      sendJson(res, 200, script.json ?? {});
+      sendJson(res, script.status ?? 200, script.json ?? {});
     }
     return;
   }
