@@ -1,8 +1,8 @@
-import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import type { RequestPolicy, Upstream, UpstreamRegistry } from '../gateway/index.js';
 import { applyPolicy, readResponse } from '../gateway/index.js';
-import { HttpError, sendError, toHttpError } from '../server/errors.js';
+import { createErrorHandler, HttpError } from '../server/errors.js';
 import { estimateTokens } from './count-tokens.js';
 import { anthropicErrorBody } from './errors.js';
 import type { ModelMap } from './models.js';
@@ -34,14 +34,7 @@ const TOKENIZE_TIMEOUT_MS = 5_000;
 export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options) => {
   const { registry, policy } = options;
 
-  app.setErrorHandler((error, request, reply) => {
-    const httpError = toHttpError(error as FastifyError, options.bodyLimit);
-    if (httpError.status >= 500 && !(error instanceof HttpError)) {
-      request.log.error({ err: error }, 'unhandled error');
-    }
-    if (reply.sent || reply.raw.headersSent) return;
-    return sendError(request, reply, httpError, anthropicErrorBody);
-  });
+  app.setErrorHandler(createErrorHandler(options.bodyLimit, anthropicErrorBody));
 
   /** The local model for the name an Anthropic client asked for, or a 404 naming the fix. */
   function localModel(name: string): string {

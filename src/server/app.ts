@@ -1,7 +1,6 @@
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
-  type FastifyError,
   type FastifyInstance,
   type FastifyPluginAsync,
 } from 'fastify';
@@ -9,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { isLoopbackHost } from '../config/index.js';
 import { gateway, type GatewayOptions } from '../gateway/index.js';
-import { answerClientError, HttpError, sendError, toHttpError } from './errors.js';
+import { answerClientError, createErrorHandler, HttpError, sendError } from './errors.js';
 import { createHostGuard } from './host-guard.js';
 import type { Metrics } from './metrics.js';
 import { newRequestId } from './request-id.js';
@@ -105,14 +104,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     );
   });
 
-  app.setErrorHandler((error, request, reply) => {
-    const httpError = toHttpError(error as FastifyError, config.bodyLimit);
-    if (httpError.status >= 500 && !(error instanceof HttpError)) {
-      request.log.error({ err: error }, 'unhandled error');
-    }
-    if (reply.sent || reply.raw.headersSent) return;
-    return sendError(request, reply, httpError);
-  });
+  app.setErrorHandler(createErrorHandler(config.bodyLimit));
 
   app.setNotFoundHandler((request, reply) =>
     sendError(

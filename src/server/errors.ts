@@ -88,6 +88,24 @@ export function toHttpError(error: FastifyError | Error, bodyLimit: number): Htt
   );
 }
 
+/**
+ * A Fastify error handler answering in one face's wire format. Unexpected errors are logged
+ * with their request id; the client only learns that id.
+ *
+ * @example
+ * app.setErrorHandler(createErrorHandler(config.bodyLimit, anthropicErrorBody));
+ */
+export function createErrorHandler(bodyLimit: number, body: ErrorBody = openAiErrorBody) {
+  return (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const httpError = toHttpError(error as FastifyError, bodyLimit);
+    if (httpError.status >= 500 && !(error instanceof HttpError)) {
+      request.log.error({ err: error }, 'unhandled error');
+    }
+    if (reply.sent || reply.raw.headersSent) return;
+    return sendError(request, reply, httpError, body);
+  };
+}
+
 /** Sends an error in the face's wire format with its request id. */
 export function sendError(
   request: FastifyRequest,
