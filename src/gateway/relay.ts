@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { HttpError } from '../server/errors.js';
 import type { Upstream } from './upstreams.js';
@@ -238,9 +238,10 @@ export function findUsage(text: string): Usage | undefined {
 const USAGE_TAIL = 4096;
 
 /**
- * Relays an upstream SSE body chunk by chunk, with no buffering. If the upstream goes
- * quiet for too long or breaks, the client gets a final SSE error event instead of a
- * silent hang. Usage in the last chunks is reported through `onUsage`.
+ * Relays an upstream SSE body chunk by chunk, with no buffering: each chunk is passed on
+ * as it arrives (a PassThrough, so backpressure from a slow client reaches the upstream).
+ * If the upstream goes quiet for too long or breaks, the client gets a final SSE error event
+ * instead of a silent hang. Usage in the last chunks is reported through `onUsage`.
  */
 export function relayStream(
   body: Readable,
@@ -251,28 +252,38 @@ export function relayStream(
     onUsage: (usage: Usage) => void;
   },
 ): Readable {
-  async function* relay() {
-    let tail = '';
-    try {
-      for await (const chunk of body) {
-        const buffer = chunk as Buffer;
-        tail = (tail + buffer.toString('utf8')).slice(-USAGE_TAIL);
-        yield buffer;
-      }
-      const usage = findUsage(tail);
-      if (usage) options.onUsage(usage);
-    } catch (error) {
-      if (options.signal.aborted) return;
-      const code = errorCode(error);
-      const message =
-        code === 'UND_ERR_BODY_TIMEOUT'
-          ? `upstream ${options.upstreamName} sent nothing for ${options.idleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`
-          : `upstream ${options.upstreamName} broke off the stream`;
-      const type = code === 'UND_ERR_BODY_TIMEOUT' ? 'upstream_timeout' : 'upstream_error';
-      yield Buffer.from(
-        `data: ${JSON.stringify({ error: { message, type: 'api_error', code: type } })}\n\n`,
-      );
+  const out = new PassThrough();
+  // Only the last two chunks are kept, to find the usage object at the end.
+  let previous: Buffer | undefined;
+  let last: Buffer | undefined;
+  body.on('data', (chunk: Buffer) => {
+    previous = last;
+    last = chunk;
+    if (!out.destroyed && !out.write(chunk)) body.pause();
+  });
+  out.on('drain', () => body.resume());
+  body.once('end', () => {
+    const tail = Buffer.concat([previous ?? Buffer.alloc(0), last ?? Buffer.alloc(0)]);
+    const usage = findUsage(tail.toString('utf8', Math.max(0, tail.length - USAGE_TAIL)));
+    if (usage) options.onUsage(usage);
+    if (!out.destroyed) out.end();
+  });
+  body.once('error', (error) => {
+    if (options.signal.aborted || out.destroyed) {
+      out.destroy();
+      return;
     }
-  }
-  return Readable.from(relay(), { objectMode: false });
+    const code = errorCode(error);
+    const message =
+      code === 'UND_ERR_BODY_TIMEOUT'
+        ? `upstream ${options.upstreamName} sent nothing for ${options.idleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`
+        : `upstream ${options.upstreamName} broke off the stream`;
+    const type = code === 'UND_ERR_BODY_TIMEOUT' ? 'upstream_timeout' : 'upstream_error';
+    out.end(`data: ${JSON.stringify({ error: { message, type: 'api_error', code: type } })}\n\n`);
+  });
+  // The client went away (Fastify destroys what it was sending): stop reading upstream.
+  out.once('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
+  return out;
 }
