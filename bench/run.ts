@@ -12,6 +12,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as prettier from 'prettier';
+import {
+  comparePaced,
+  compareStreams,
+  compareThroughput,
+  summarizePaced,
+  type MessagesSettings,
+  type RoutePair,
+} from './lib/messages.js';
 import { installCleanup, logTail, stopAll, stopProcess } from './lib/processes.js';
 import { measurePaced, WRK_MISSING, wrkVersion, type PacedSettings } from './lib/paced.js';
 import {
@@ -23,6 +31,8 @@ import {
   goalRows,
   judge,
   markdownTable,
+  MESSAGES_HEADER,
+  messagesRows,
   RATIO_HEADER,
   ratioRows,
   textTable,
@@ -32,7 +42,9 @@ import {
 import { measureStreamsRss, type RssSettings } from './lib/rss.js';
 import {
   buildPalisade,
+  chatRoute,
   checkTarget,
+  messagesRoute,
   startBare,
   startDirect,
   startPalisade,
@@ -53,6 +65,7 @@ interface Settings {
   paced: PacedSettings;
   ttfb: TtfbSettings;
   rss: RssSettings;
+  messages: MessagesSettings;
 }
 
 function readSettings(): Settings {
@@ -77,6 +90,11 @@ function readSettings(): Settings {
     paced: { seconds: quick ? 4 : 15, rate: 500, connections: 16 },
     ttfb: { requests: quick ? 50 : 200, concurrency: 10, warmup: quick ? 10 : 20 },
     rss: { streams: quick ? 200 : 1000, timeoutMs: 30_000 },
+    messages: {
+      throughput: { seconds: quick ? 2 : 5, rounds: 2, warmupSeconds: quick ? 1 : 2 },
+      paced: { seconds: quick ? 2 : 5, rate: 500, connections: 16, rounds: quick ? 2 : 4 },
+      stream: { requests: quick ? 50 : 200, concurrency: 10, warmup: quick ? 10 : 20, rounds: 2 },
+    },
   };
 }
 
@@ -279,6 +297,79 @@ async function runRss(
   }
 }
 
+/**
+ * Palisade's `/v1/messages` against its `/v1/chat/completions`: throughput, paced latency
+ * and streaming, each with the two routes taking turns.
+ */
+async function runMessages(
+  ctx: BenchContext,
+  targets: Target[],
+  settings: Settings,
+  results: Results,
+): Promise<void> {
+  const m = results.messages;
+  const s = settings.messages;
+  console.log('\nMessages route vs chat completions, both on Palisade');
+  const palisade = targets.find((t) => t.name === 'palisade');
+  const messages = palisade === undefined ? undefined : messagesRoute(palisade);
+  if (palisade === undefined || messages === undefined) {
+    m.skipped = 'palisade is unavailable';
+    console.log(`  skipped: ${m.skipped}`);
+    return;
+  }
+  const pair: RoutePair = { chat: chatRoute(palisade), messages };
+  try {
+    await checkTarget(palisade, messages);
+  } catch (error) {
+    m.skipped = scrub(ctx, (error as Error).message);
+    console.log(`  skipped: ${m.skipped}`);
+    return;
+  }
+  m.skipped = null;
+
+  const { seconds } = s.throughput;
+  console.log(`  throughput: ${THROUGHPUT_CONNECTIONS} connections, ${seconds} s per run`);
+  const throughput = await attempt(ctx, results, 'messages throughput', () =>
+    compareThroughput(palisade, pair, s.throughput),
+  );
+  if (throughput !== undefined) {
+    m.throughput = {
+      chat: throughputFigures(throughput.chat),
+      messages: throughputFigures(throughput.messages),
+    };
+  }
+
+  console.log(
+    `  paced latency: wrk, ~${s.paced.rate} req/s, ${s.paced.seconds} s per run, ${s.paced.rounds} rounds`,
+  );
+  if (results.machine.wrk === null) {
+    note(ctx, results, `messages paced latency skipped: ${WRK_MISSING}`);
+  } else {
+    const paced = await attempt(ctx, results, 'messages paced', () =>
+      comparePaced(ctx, palisade, pair, s.paced),
+    );
+    if (paced !== undefined) {
+      m.paced = { chat: summarizePaced(paced.chat), messages: summarizePaced(paced.messages) };
+    }
+  }
+
+  console.log(
+    `  streaming: ${s.stream.requests} requests per route, ${s.stream.concurrency} at a time`,
+  );
+  const stream = await attempt(ctx, results, 'messages streaming', () =>
+    compareStreams(palisade, pair, s.stream),
+  );
+  if (stream !== undefined) {
+    m.stream = stream;
+    for (const [name, run] of Object.entries(stream)) {
+      const failed = run.errors > 0 ? `  (${run.errors} failed)` : '';
+      console.log(
+        `  ${name.padEnd(8)} first chunk p50 ${run.p50Ms.toFixed(2)} ms  total p50 ${run.totalP50Ms.toFixed(2)} ms${failed}`,
+      );
+    }
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 function report(results: Results): string {
@@ -292,9 +383,14 @@ function report(results: Results): string {
     '',
     textTable(FIGURE_HEADER, figureRows(results)),
     '',
+    textTable(MESSAGES_HEADER, messagesRows(results)),
+    '',
     textTable(RATIO_HEADER, ratioRows(results)),
     '',
     textTable(GOAL_HEADER, goalRows(results)),
+    ...(results.messages.skipped
+      ? ['', `Messages route skipped: ${results.messages.skipped}`]
+      : []),
     ...(unavailable.length > 0 ? ['', 'Unavailable targets:', ...unavailable] : []),
     ...(results.pacedSkipped ? ['', `Paced latency skipped: ${results.pacedSkipped}`] : []),
   ].join('\n');
@@ -328,9 +424,14 @@ async function updateReadme(results: Results): Promise<void> {
     '',
     markdownTable(FIGURE_HEADER, figureRows(results)),
     '',
+    markdownTable(MESSAGES_HEADER, messagesRows(results)),
+    '',
     markdownTable(RATIO_HEADER, ratioRows(results)),
     '',
     markdownTable(GOAL_HEADER, goalRows(results)),
+    ...(results.messages.skipped
+      ? ['', `Messages route skipped: ${results.messages.skipped}`]
+      : []),
     '',
     end,
   ].join('\n');
@@ -346,6 +447,7 @@ async function measureAll(ctx: BenchContext, settings: Settings, results: Result
   await runThroughput(ctx, targets, settings, results);
   await runPaced(ctx, targets, settings, results);
   await runTtfb(ctx, targets, settings, results);
+  await runMessages(ctx, targets, settings, results);
   await runRss(ctx, targets, settings, results);
 }
 

@@ -4,7 +4,7 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { CHAT_BODY, CHAT_PATH, type Target } from './targets.js';
+import { chatRoute, type Route, type Target } from './targets.js';
 
 const run = promisify(execFile);
 
@@ -46,10 +46,11 @@ export async function measurePaced(
   ctx: { root: string },
   target: Target,
   settings: PacedSettings,
+  route: Route = chatRoute(target),
 ): Promise<PacedRun> {
   // Each connection pauses a random 0..2x this between requests (see paced.lua).
   const pauseMs = Math.round((settings.connections * 1000) / settings.rate);
-  const headers = Object.entries(target.headers).map(([name, value]) => `${name}: ${value}`);
+  const headers = Object.entries(route.headers).map(([name, value]) => `${name}: ${value}`);
   const args = [
     '-t1',
     `-c${settings.connections}`,
@@ -57,10 +58,10 @@ export async function measurePaced(
     '--latency',
     '-s',
     'bench/paced.lua',
-    `${target.origin}${CHAT_PATH}`,
+    `${target.origin}${route.path}`,
     '--',
     String(pauseMs),
-    CHAT_BODY,
+    route.body,
     ...headers,
   ];
   const { stdout } = await run('wrk', args, {

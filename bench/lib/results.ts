@@ -1,10 +1,11 @@
 /** What one benchmark run found, the goals it is judged by, and how it is shown. */
 import os from 'node:os';
+import { ROUTE_NAMES, type PacedSummary } from './messages.js';
 import type { PacedRun } from './paced.js';
 import type { RssRun } from './rss.js';
 import type { ThroughputRun } from './throughput.js';
 import { mean, round } from './stats.js';
-import { TARGET_NAMES, type TargetName } from './targets.js';
+import { TARGET_NAMES, type RouteName, type TargetName } from './targets.js';
 import type { TtfbRun } from './ttfb.js';
 
 export type TargetStatus = { status: 'ok' } | { status: 'unavailable'; reason: string };
@@ -29,6 +30,16 @@ export interface Machine {
   loadAverageAtEnd: number[];
 }
 
+/** Palisade's `/v1/messages` against its `/v1/chat/completions`, same process and run. */
+export interface MessagesFigures {
+  /** Why the comparison did not run; null when it did. */
+  skipped: string | null;
+  throughput: Partial<Record<RouteName, ThroughputFigures>>;
+  paced: Partial<Record<RouteName, PacedSummary>>;
+  /** Streaming: `p50Ms`/`p99Ms` to the first chunk, `totalP50Ms`/`totalP99Ms` to the end. */
+  stream: Partial<Record<RouteName, TtfbRun>>;
+}
+
 export interface Goal {
   name: string;
   value: number | null;
@@ -47,6 +58,7 @@ export interface Results {
   pacedSkipped: string | null;
   ttfb: Partial<Record<TargetName, TtfbRun>>;
   rss: Partial<Record<TargetName, RssRun>>;
+  messages: MessagesFigures;
   ratios: Record<string, number | null>;
   goals: Goal[];
   problems: string[];
@@ -85,6 +97,7 @@ export function emptyResults(
     pacedSkipped: null,
     ttfb: {},
     rss: {},
+    messages: { skipped: 'not run', throughput: {}, paced: {}, stream: {} },
     ratios: {},
     goals: [],
     problems: [],
@@ -117,14 +130,33 @@ function ratio(a: number | null | undefined, b: number | null | undefined): numb
   return round(a / b, 3);
 }
 
-function goal(name: string, value: number | null, limit: number, unit = ''): Goal {
-  const result = value === null ? 'n/a' : value <= limit ? 'pass' : 'miss';
+function difference(a: number | null | undefined, b: number | null | undefined): number | null {
+  if (a === null || a === undefined || b === null || b === undefined) return null;
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return null;
+  return a - b;
+}
+
+function goal(
+  name: string,
+  value: number | null,
+  limit: number,
+  unit = '',
+  bound: '<=' | '>=' = '<=',
+): Goal {
+  const met = value !== null && (bound === '<=' ? value <= limit : value >= limit);
   return {
     name,
     value: value === null ? null : round(value, 3),
-    limit: `<= ${limit}${unit}`,
-    result,
+    limit: `${bound} ${limit}${unit}`,
+    result: value === null ? 'n/a' : met ? 'pass' : 'miss',
   };
+}
+
+/** A Messages figure minus the same chat figure (microseconds in, milliseconds out). */
+function messagesAddedMs(results: Results, key: 'p50Us' | 'p99Us'): number | null {
+  const { paced } = results.messages;
+  const added = difference(paced.messages?.[key], paced.chat?.[key]);
+  return added === null ? null : round(added / 1000, 3);
 }
 
 /** Fills `ratios` and `goals` from the measured figures. */
@@ -143,6 +175,11 @@ export function judge(results: Results): void {
       ? null
       : (p50Added.palisade - p50Added.bare) / 1000;
   const ttfbRatio = ratio(results.ttfb.palisade?.p50Ms, results.ttfb.bare?.p50Ms);
+  const m = results.messages;
+  const streamAdded = (key: 'p50Ms' | 'totalP50Ms'): number | null => {
+    const added = difference(m.stream.messages?.[key], m.stream.chat?.[key]);
+    return added === null ? null : round(added, 3);
+  };
   results.ratios = {
     throughputPalisadeOverBare: ratio(t.palisade?.meanRps, t.bare?.meanRps),
     throughputPalisadeOverPortkey: ratio(t.palisade?.meanRps, t.portkey?.meanRps),
@@ -151,9 +188,32 @@ export function judge(results: Results): void {
     pacedP99AddedPalisadeOverBare: ratio(p99Added.palisade, p99Added.bare),
     ttfbP50PalisadeOverBare: ttfbRatio,
     ttfbP99PalisadeOverBare: ratio(results.ttfb.palisade?.p99Ms, results.ttfb.bare?.p99Ms),
+    messagesPacedP50AddedMs: messagesAddedMs(results, 'p50Us'),
+    messagesPacedP99AddedMs: messagesAddedMs(results, 'p99Us'),
+    messagesThroughputOverChat: ratio(m.throughput.messages?.meanRps, m.throughput.chat?.meanRps),
+    messagesCpuPerRequestOverChat: ratio(
+      m.throughput.messages?.cpuUsPerRequest,
+      m.throughput.chat?.cpuUsPerRequest,
+    ),
+    messagesStreamFirstChunkP50AddedMs: streamAdded('p50Ms'),
+    messagesStreamTotalP50AddedMs: streamAdded('totalP50Ms'),
   };
   const held = results.rss.palisade;
   results.goals = [
+    goal(
+      'throughput palisade / bare',
+      results.ratios.throughputPalisadeOverBare ?? null,
+      0.85,
+      '',
+      '>=',
+    ),
+    goal(
+      'throughput palisade / portkey',
+      results.ratios.throughputPalisadeOverPortkey ?? null,
+      8,
+      '',
+      '>=',
+    ),
     goal('paced p50 added: palisade minus bare (ms)', p50Difference, 0.1, ' ms'),
     goal(
       'paced p99 added: palisade / bare',
@@ -166,6 +226,12 @@ export function judge(results: Results): void {
       held === undefined || held.open < held.streams ? null : held.heldMb,
       200,
       ' MB',
+    ),
+    goal(
+      'messages p50 added vs chat (ms)',
+      results.ratios.messagesPacedP50AddedMs ?? null,
+      0.2,
+      ' ms',
     ),
   ];
 }
@@ -246,7 +312,53 @@ export function ratioRows(results: Results): Row[] {
     ['throughput palisade / portkey', fmt(r.throughputPalisadeOverPortkey, 3)],
     ['CPU per request palisade / bare', fmt(r.cpuPerRequestPalisadeOverBare, 3)],
     ['stream TTFB p99 palisade / bare', fmt(r.ttfbP99PalisadeOverBare, 3)],
+    ['messages p99 added vs chat (ms)', fmt(r.messagesPacedP99AddedMs, 3)],
+    ['throughput messages / chat (palisade)', fmt(r.messagesThroughputOverChat, 3)],
+    ['CPU per request messages / chat (palisade)', fmt(r.messagesCpuPerRequestOverChat, 3)],
   ];
+}
+
+/**
+ * Palisade's two routes side by side: one column each, then messages minus chat (a negative
+ * throughput difference is messages serving fewer requests).
+ */
+export function messagesRows(results: Results): Row[] {
+  const { throughput, paced, stream } = results.messages;
+  type Pick = (route: RouteName) => number | null | undefined;
+  const row = (label: string, pick: Pick, digits = 0, withDifference = true): Row => [
+    label,
+    ...ROUTE_NAMES.map((route) => fmt(pick(route), digits)),
+    withDifference ? fmt(difference(pick('messages'), pick('chat')), digits) : '-',
+  ];
+  const rounds = Math.max(0, ...Object.values(throughput).map((f) => f.rounds.length));
+  const pacedRuns = Math.max(0, ...Object.values(paced).map((p) => p.runs.length));
+  const rows: Row[] = [];
+  for (let i = 0; i < rounds; i++) {
+    rows.push(row(`throughput round ${i + 1} (req/s)`, (n) => throughput[n]?.rounds[i]));
+  }
+  rows.push(
+    row('throughput mean (req/s)', (n) => throughput[n]?.meanRps),
+    row('CPU per request, own process (µs)', (n) => throughput[n]?.cpuUsPerRequest),
+    row(`paced rate, mean of ${pacedRuns} runs (req/s)`, (n) => paced[n]?.rps, 0, false),
+    row('paced p50 (µs)', (n) => paced[n]?.p50Us),
+    row('paced p90 (µs)', (n) => paced[n]?.p90Us),
+    row('paced p99 (µs)', (n) => paced[n]?.p99Us),
+    row('paced p99.9 (µs)', (n) => paced[n]?.p999Us),
+    row('stream first chunk p50 (ms)', (n) => stream[n]?.p50Ms, 2),
+    row('stream first chunk p99 (ms)', (n) => stream[n]?.p99Ms, 2),
+    row('stream total p50 (ms)', (n) => stream[n]?.totalP50Ms, 2),
+    row('stream total p99 (ms)', (n) => stream[n]?.totalP99Ms, 2),
+    row(
+      'errors + non-2xx (these tests)',
+      (n) =>
+        (throughput[n] ? throughput[n].non2xx + throughput[n].errors : 0) +
+        (paced[n]?.errors ?? 0) +
+        (stream[n]?.errors ?? 0),
+      0,
+      false,
+    ),
+  );
+  return rows;
 }
 
 export function goalRows(results: Results): Row[] {
@@ -270,5 +382,11 @@ export function markdownTable(header: Row, rows: Row[]): string {
 }
 
 export const FIGURE_HEADER: Row = ['figure', ...TARGET_NAMES];
+export const MESSAGES_HEADER: Row = [
+  'palisade: chat vs messages',
+  '/v1/chat/completions',
+  '/v1/messages',
+  'messages minus chat',
+];
 export const RATIO_HEADER: Row = ['ratio', 'value'];
 export const GOAL_HEADER: Row = ['goal', 'value', 'limit', 'result'];

@@ -21,6 +21,11 @@ export interface Target {
   pid: number;
   /** Headers every request to this target carries besides content-type. */
   headers: Record<string, string>;
+  /**
+   * Headers for Anthropic's Messages API (`x-api-key`, `anthropic-version`); only Palisade
+   * serves it, so only Palisade has them.
+   */
+  messagesHeaders?: Record<string, string>;
   child: Child;
 }
 
@@ -50,6 +55,65 @@ export const ENDLESS_BODY = JSON.stringify({
   max_tokens: 16,
   stream: true,
 });
+
+export const MESSAGES_PATH = '/v1/messages';
+/** Palisade maps it to `mock-small` (PALISADE_ANTHROPIC_MODELS), so both routes get one answer. */
+const MESSAGES_MODEL = 'claude-bench';
+export const MESSAGES_BODY = JSON.stringify({
+  model: MESSAGES_MODEL,
+  max_tokens: 16,
+  messages: MESSAGES,
+});
+export const MESSAGES_STREAM_BODY = JSON.stringify({
+  model: MESSAGES_MODEL,
+  max_tokens: 16,
+  messages: MESSAGES,
+  stream: true,
+});
+const ANTHROPIC_VERSION = '2023-06-01';
+
+export type RouteName = 'chat' | 'messages';
+
+/** One API route of a target: where to send, what, and how a whole stream ends. */
+export interface Route {
+  name: RouteName;
+  path: string;
+  body: string;
+  streamBody: string;
+  /** Headers besides content-type. */
+  headers: Record<string, string>;
+  /** Text a complete streamed answer holds near its end. */
+  streamEnd: string;
+}
+
+/** `POST /v1/chat/completions`, the route every target serves. */
+export function chatRoute(target: Target): Route {
+  return {
+    name: 'chat',
+    path: CHAT_PATH,
+    body: CHAT_BODY,
+    streamBody: STREAM_BODY,
+    headers: target.headers,
+    streamEnd: 'data: [DONE]',
+  };
+}
+
+/** `POST /v1/messages` (Anthropic's Messages API), or undefined if the target lacks it. */
+export function messagesRoute(target: Target): Route | undefined {
+  if (target.messagesHeaders === undefined) return undefined;
+  return {
+    name: 'messages',
+    path: MESSAGES_PATH,
+    body: MESSAGES_BODY,
+    streamBody: MESSAGES_STREAM_BODY,
+    headers: target.messagesHeaders,
+    streamEnd: '"type":"message_stop"',
+  };
+}
+
+export function routeHeaders(route: Route): Record<string, string> {
+  return { 'content-type': 'application/json', ...route.headers };
+}
 
 /** The upstream key the direct, bare and Portkey targets pass along (the mock ignores it). */
 const UPSTREAM_KEY = 'Bearer sk-bench';
@@ -139,6 +203,8 @@ function palisadeEnv(): NodeJS.ProcessEnv {
     // The settings schema caps the burst at 1,000,000.
     PALISADE_RATE_BURST: '1000000',
     PALISADE_MAX_STREAMS: '5000',
+    // Anthropic model names the Messages route accepts, all answered by the mock's model.
+    PALISADE_ANTHROPIC_MODELS: 'claude-*=mock-small',
   });
 }
 
@@ -192,16 +258,21 @@ export async function startPalisade(ctx: BenchContext, upstream: string): Promis
     origin,
     pid: child.pid,
     headers: { authorization: `Bearer ${key}` },
+    messagesHeaders: { 'x-api-key': key, 'anthropic-version': ANTHROPIC_VERSION },
     child,
   };
 }
 
 // ---------------------------------------------------------------- sanity check
 
-async function post(target: Target, body: string): Promise<{ status: number; text: string }> {
-  const res = await request(`${target.origin}${CHAT_PATH}`, {
+async function post(
+  target: Target,
+  route: Route,
+  body: string,
+): Promise<{ status: number; text: string }> {
+  const res = await request(`${target.origin}${route.path}`, {
     method: 'POST',
-    headers: requestHeaders(target),
+    headers: routeHeaders(route),
     body,
     headersTimeout: 10_000,
     bodyTimeout: 10_000,
@@ -209,27 +280,32 @@ async function post(target: Target, body: string): Promise<{ status: number; tex
   return { status: res.statusCode, text: await res.body.text() };
 }
 
-async function checkOnce(target: Target): Promise<string | undefined> {
-  const json = await post(target, CHAT_BODY);
+async function checkOnce(target: Target, route: Route): Promise<string | undefined> {
+  const json = await post(target, route, route.body);
   if (json.status !== 200 || !json.text.includes('Hello from mock-small')) {
-    return `chat answered ${json.status}: ${json.text.slice(0, 200)}`;
+    return `${route.path} answered ${json.status}: ${json.text.slice(0, 200)}`;
   }
-  const stream = await post(target, STREAM_BODY);
-  if (stream.status !== 200 || !stream.text.trimEnd().endsWith('data: [DONE]')) {
-    return `streaming chat answered ${stream.status}: ${stream.text.slice(0, 200)}`;
+  const stream = await post(target, route, route.streamBody);
+  if (stream.status !== 200 || !stream.text.slice(-200).includes(route.streamEnd)) {
+    return `streaming ${route.path} answered ${stream.status}: ${stream.text.slice(0, 200)}`;
   }
   return undefined;
 }
 
 /**
- * Proves the target relays a JSON and a streamed chat before it is measured. Retries for a
- * few seconds because a gateway may still be fetching the upstream's model list.
+ * Proves the target relays a JSON and a streamed answer on `route` (default: chat
+ * completions) before it is measured. Retries for a few seconds because a gateway may still
+ * be fetching the upstream's model list.
  */
-export async function checkTarget(target: Target, timeoutMs = 10_000): Promise<void> {
+export async function checkTarget(
+  target: Target,
+  route: Route = chatRoute(target),
+  timeoutMs = 10_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let problem: string | undefined = 'not tried';
   while (Date.now() < deadline) {
-    problem = await checkOnce(target).catch((error: Error) => error.message);
+    problem = await checkOnce(target, route).catch((error: Error) => error.message);
     if (problem === undefined) return;
     await sleep(250);
   }

@@ -1,7 +1,7 @@
-/** Maximum throughput: autocannon, 50 connections, non-streaming chat completions. */
+/** Maximum throughput: autocannon, 50 connections, non-streaming requests (chat by default). */
 import autocannon from 'autocannon';
 import { readCpuSeconds } from './processes.js';
-import { CHAT_BODY, CHAT_PATH, requestHeaders, type Target } from './targets.js';
+import { chatRoute, routeHeaders, type Route, type Target } from './targets.js';
 
 export const THROUGHPUT_CONNECTIONS = 50;
 
@@ -16,15 +16,19 @@ export interface ThroughputRun {
   cpuUsPerRequest: number;
 }
 
-export async function measureThroughput(target: Target, seconds: number): Promise<ThroughputRun> {
+export async function measureThroughput(
+  target: Target,
+  seconds: number,
+  route: Route = chatRoute(target),
+): Promise<ThroughputRun> {
   const cpuBefore = readCpuSeconds(target.pid);
   const result = await autocannon({
-    url: `${target.origin}${CHAT_PATH}`,
+    url: `${target.origin}${route.path}`,
     method: 'POST',
     connections: THROUGHPUT_CONNECTIONS,
     duration: seconds,
-    headers: requestHeaders(target),
-    body: CHAT_BODY,
+    headers: routeHeaders(route),
+    body: route.body,
     timeout: 10,
   });
   const cpuSeconds = readCpuSeconds(target.pid) - cpuBefore;

@@ -7,6 +7,16 @@ export async function mapAnthropicModel(
   pattern: string,
   model: string,
 ): Promise<void> {
+  for (const [what, value] of [
+    ['pattern', pattern],
+    ['model', model],
+  ] as const) {
+    if (value === '' || /[\s,=]/.test(value) || value.length > 256) {
+      throw new Error(
+        `the ${what} "${value}" must be one name of at most 256 characters, without spaces, commas or =`,
+      );
+    }
+  }
   parseModelMapSpec(`${pattern}=${model}`);
   await store.db
     .insertInto('anthropic_model')

@@ -34,7 +34,15 @@ const TOKENIZE_TIMEOUT_MS = 5_000;
 export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options) => {
   const { registry, policy } = options;
 
-  app.setErrorHandler(createErrorHandler(options.bodyLimit, anthropicErrorBody));
+  const handleError = createErrorHandler(options.bodyLimit, anthropicErrorBody);
+  app.setErrorHandler((error, request, reply) => {
+    reply.header('request-id', request.id);
+    return handleError(error, request, reply);
+  });
+  // Anthropic's SDK reads the id from `request-id` (x-request-id is set for every route).
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('request-id', request.id);
+  });
 
   /** The local model for the name an Anthropic client asked for, or a 404 naming the fix. */
   function localModel(name: string): string {
@@ -129,6 +137,7 @@ export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options
   app.post('/messages/count_tokens', async (request) => {
     const req = parseCountTokensRequest(request.body);
     const model = localModel(req.model);
+    app.gateway.assertModelAllowed(request, model);
     const counted = await countWithTokenizer(req, model, request, registry);
     return { input_tokens: counted ?? estimateTokens(req) };
   });

@@ -52,6 +52,9 @@ test('a bad value gives one line naming the setting and what is allowed', () => 
     [{ PALISADE_LOG_LEVEL: 'loud' }, /PALISADE_LOG_LEVEL: expected one of/],
     [{ PALISADE_CORS_ORIGINS: 'not a url' }, /PALISADE_CORS_ORIGINS/],
     [{ PALISADE_STREAM_IDLE_TIMEOUT: '5' }, /expected a duration/],
+    [{ PALISADE_ANTHROPIC_MODELS: 'a=b=c' }, /PALISADE_ANTHROPIC_MODELS: expected NAME=MODEL/],
+    [{ PALISADE_ANTHROPIC_MODELS: 'one,two' }, /at most one MODEL alone/],
+    [{ PALISADE_ANTHROPIC_MODELS: 'claude-*=' }, /PALISADE_ANTHROPIC_MODELS/],
   ];
   for (const [env, message] of cases) {
     assert.throws(

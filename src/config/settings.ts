@@ -120,6 +120,29 @@ function upstreams(text: string): UpstreamSpec[] {
   return list(text).map(parseUpstreamSpec);
 }
 
+/** `NAME=MODEL,NAME=MODEL[,FALLBACK]`: checked here, read by the Anthropic face. */
+function modelMapSpec(text: string): string {
+  const entries = list(text);
+  let fallbacks = 0;
+  for (const entry of entries) {
+    const parts = entry.split('=').map((p) => p.trim());
+    if (parts.length === 1) fallbacks += 1;
+    if (parts.length > 2 || parts.some((p) => p === '' || /\s/.test(p)) || fallbacks > 1) {
+      throw new Error(
+        'expected NAME=MODEL entries such as claude-*=qwen3:8b, and at most one MODEL alone as the fallback',
+      );
+    }
+  }
+  return entries
+    .map((e) =>
+      e
+        .split('=')
+        .map((p) => p.trim())
+        .join('='),
+    )
+    .join(',');
+}
+
 function hexSecret(text: string): string {
   if (!/^[0-9a-fA-F]{64}$/.test(text.trim())) throw new Error('expected 64 hexadecimal characters');
   return text.trim().toLowerCase();
@@ -293,7 +316,7 @@ export const SETTINGS = {
     env: 'PALISADE_ANTHROPIC_MODELS',
     default: '',
     help: 'Model names Anthropic clients ask for, mapped to local models: `claude-*=qwen3:8b,claude-3-haiku*=llama3.2:3b`; an entry without `=` is the fallback.',
-    parse: (t: string) => t.trim(),
+    parse: modelMapSpec,
   },
   logLevel: {
     env: 'PALISADE_LOG_LEVEL',

@@ -30,6 +30,18 @@ export interface Dispatched extends Forwarded {
 /** The client hung up before the upstream answered (logged as 499, as nginx does). */
 const CLIENT_GONE = new HttpError(499, 'client_closed_request', 'the client closed the connection');
 
+/** Refuses a model the request's key may not use (403 `model_not_allowed`). */
+function assertModelAllowed(request: FastifyRequest, model: string): void {
+  const key = request.apiKey;
+  if (key?.modelPatterns && !matchesAny(model, key.modelPatterns)) {
+    throw new HttpError(
+      403,
+      'model_not_allowed',
+      `key "${key.name}" may not use model "${model}" (allowed: ${key.models?.join(', ')})`,
+    );
+  }
+}
+
 /**
  * Sends a validated OpenAI-format body to an upstream serving its model. Shared by every
  * face that speaks to upstreams (OpenAI routes, Anthropic Messages): the key's model list,
@@ -41,6 +53,7 @@ export function createDispatcher(options: DispatchOptions) {
   const streams = createStreamSlots(options.maxStreamsPerKey);
 
   return {
+    assertModelAllowed,
     async dispatch(
       request: FastifyRequest,
       reply: FastifyReply,
@@ -48,13 +61,7 @@ export function createDispatcher(options: DispatchOptions) {
       path: string,
     ): Promise<Dispatched> {
       const key = request.apiKey;
-      if (key?.modelPatterns && !matchesAny(body.model, key.modelPatterns)) {
-        throw new HttpError(
-          403,
-          'model_not_allowed',
-          `key "${key.name}" may not use model "${body.model}" (allowed: ${key.models?.join(', ')})`,
-        );
-      }
+      assertModelAllowed(request, body.model);
       const candidates = registry.candidates(body.model);
       if (candidates.length === 0) {
         throw new HttpError(

@@ -385,8 +385,15 @@ describe('the official Anthropic SDK through Palisade', () => {
     const listed = await runCli(['anthropic', 'list', '--json', '--home', palisade.home]);
     const rows = JSON.parse(listed.stdout) as Array<{ pattern: string; source: string }>;
     assert.ok(rows.some((r) => r.pattern === 'claude-cli-*' && r.source === 'stored'));
-    const bad = await runCli(['anthropic', 'map', 'bad name', 'x', '--home', palisade.home]);
-    assert.equal(bad.code, 2);
+    for (const [pattern, model] of [
+      ['bad name', 'x'],
+      ['a,b', 'x'],
+      ['a=b', 'x'],
+      ['claude-*', 'm,n'],
+    ]) {
+      const bad = await runCli(['anthropic', 'map', pattern!, model!, '--home', palisade.home]);
+      assert.equal(bad.code, 2, `${pattern} -> ${model}`);
+    }
     assert.equal(
       (await runCli(['anthropic', 'unmap', 'claude-cli-*', '--home', palisade.home])).code,
       0,
@@ -481,6 +488,11 @@ describe('the official Anthropic SDK through Palisade', () => {
         assert.equal(body.type, 'error');
         assert.equal(body.error.type, type);
         assert.match(body.request_id, /^req_/);
+        assert.equal(
+          (error as { requestID?: string }).requestID,
+          body.request_id,
+          'request-id header',
+        );
         return true;
       });
     }
@@ -532,6 +544,14 @@ describe('the official Anthropic SDK through Palisade', () => {
     );
     const limited = await palisade.createKey({ name: 'limited', models: ['other-*'] });
     const limitedClient = new Anthropic({ apiKey: limited, baseURL: palisade.url, maxRetries: 0 });
+    await assert.rejects(
+      limitedClient.messages.countTokens({
+        model: 'claude-x',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      Anthropic.PermissionDeniedError,
+      'count_tokens honours the key model list too',
+    );
     await assert.rejects(
       limitedClient.messages.create({
         model: 'claude-x',
