@@ -6,7 +6,6 @@ import {
   toIso,
   toJsonText,
   type ApiKeyRow,
-  type IsoDate,
   type KeyScope,
   type Store,
 } from '../store/index.js';
@@ -147,7 +146,8 @@ export function createKeyRing(store: Store, options: { flushMs?: number } = {}) 
   let byHash = new Map<string, ApiKey>();
   let anyKeys = false;
   let seenVersion = -1;
-  const used = new Map<string, IsoDate>();
+  // Epoch milliseconds; turned into ISO text only when flushed (off the request path).
+  const used = new Map<string, number>();
   const selectAll = store.sqlite.prepare('SELECT * FROM api_key');
   const touch = store.sqlite.prepare('UPDATE api_key SET last_used_at = ? WHERE id = ?');
 
@@ -170,7 +170,7 @@ export function createKeyRing(store: Store, options: { flushMs?: number } = {}) 
     const batch = [...used];
     used.clear();
     store.sqlite.transaction(() => {
-      for (const [id, at] of batch) touch.run(at, id);
+      for (const [id, at] of batch) touch.run(new Date(at).toISOString(), id);
     })();
   };
   const timer = setInterval(flush, options.flushMs ?? 30_000);
@@ -192,7 +192,7 @@ export function createKeyRing(store: Store, options: { flushMs?: number } = {}) 
       if (apiKey.expiresAt && apiKey.expiresAt.getTime() <= Date.now()) {
         return { ok: false, reason: 'expired', apiKey };
       }
-      used.set(apiKey.id, isoNow());
+      used.set(apiKey.id, Date.now());
       return { ok: true, apiKey };
     },
     /** Call after this process changed keys itself (data_version only tracks others). */

@@ -336,11 +336,13 @@ export function createUpstreamRegistry(options: RegistryOptions) {
      * every model goes there (llama.cpp answers to any model name).
      */
     candidates(model: string): Upstream[] {
+      // One upstream takes every model, listed or not; no need to look further.
+      if (upstreams.size === 1) return [upstreams.values().next().value as Upstream];
       const listing = [...upstreams.values()].filter((u) => u.modelIds.has(model));
       if (listing.length > 0) {
         return [...listing.filter((u) => u.healthy), ...listing.filter((u) => !u.healthy)];
       }
-      return upstreams.size === 1 ? [...upstreams.values()] : [];
+      return [];
     },
     /** True when some upstream lists `model` (the single-upstream fallback aside). */
     serves(model: string): boolean {
