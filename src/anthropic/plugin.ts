@@ -1,7 +1,11 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { Readable } from 'node:stream';
 import type { RequestPolicy, Upstream, UpstreamRegistry } from '../gateway/index.js';
-import { applyPolicy, readResponse } from '../gateway/index.js';
+import {
+  applyPolicy,
+  readResponse,
+  relayStream,
+  type StreamTranslation,
+} from '../gateway/index.js';
 import { createErrorHandler, HttpError } from '../server/errors.js';
 import { estimateTokens } from './count-tokens.js';
 import { anthropicErrorBody } from './errors.js';
@@ -78,39 +82,37 @@ export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options
         requestId: request.id,
       });
       const decoder = createSseDecoder();
-      async function* translate() {
-        yield translator.start().join('');
-        try {
-          for await (const bytes of response.body) {
-            const frames: string[] = [];
-            for (const chunk of decoder.push(bytes as Buffer)) {
-              countUsage(chunk);
-              frames.push(...translator.push(chunk));
-            }
-            if (frames.length > 0) yield frames.join('');
+      const translation: StreamTranslation = {
+        start: () => translator.start().join(''),
+        push(bytes) {
+          const frames: string[] = [];
+          for (const chunk of decoder.push(bytes)) {
+            countUsage(chunk);
+            frames.push(...translator.push(chunk));
           }
+          return frames.join('');
+        },
+        finish() {
           const frames: string[] = [];
           for (const chunk of decoder.end()) frames.push(...translator.push(chunk));
           frames.push(...translator.finish());
-          yield frames.join('');
-        } catch (error) {
-          if (signal.aborted) return;
-          const idle = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-          yield translator
-            .error(
-              idle
-                ? `upstream ${upstream.name} sent nothing for ${dispatcher.streamIdleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`
-                : `upstream ${upstream.name} broke off the stream`,
-              idle ? 'overloaded_error' : 'api_error',
-            )
-            .join('');
-        }
-      }
+          return frames.join('');
+        },
+        fail: (message, idle) =>
+          translator.error(message, idle ? 'overloaded_error' : 'api_error').join(''),
+      };
       return reply
         .header('content-type', 'text/event-stream; charset=utf-8')
         .header('cache-control', 'no-cache')
         .header('x-accel-buffering', 'no')
-        .send(Readable.from(translate(), { objectMode: false }));
+        .send(
+          relayStream(response.body, {
+            upstreamName: upstream.name,
+            idleTimeoutMs: dispatcher.streamIdleTimeoutMs,
+            signal,
+            translation,
+          }),
+        );
     }
 
     const payload = await readResponse(

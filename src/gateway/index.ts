@@ -1,6 +1,12 @@
 export { gateway, type GatewayOptions } from './plugin.js';
 export type { Dispatcher, Dispatched } from './dispatch.js';
-export { readResponse, relayStream, findUsage, type Usage } from './relay.js';
+export {
+  readResponse,
+  relayStream,
+  findUsage,
+  type StreamTranslation,
+  type Usage,
+} from './relay.js';
 export type { ForwardBody } from './policy.js';
 export {
   addUpstream,

@@ -13,7 +13,7 @@ import { createAccessCheck } from './access.js';
 import { createCorsCheck } from './cors.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
 import { applyPolicy, type Endpoint, type RequestPolicy } from './policy.js';
-import { findUsage, readResponse, relayStream } from './relay.js';
+import { findUsage, openAiSse, readResponse, relayStream } from './relay.js';
 import type { ModelEntry, UpstreamRegistry } from './upstreams.js';
 
 declare module 'fastify' {
@@ -113,7 +113,7 @@ const gatewayPlugin: FastifyPluginAsync<GatewayOptions> = async (app, options) =
             upstreamName: upstream.name,
             idleTimeoutMs: options.streamIdleTimeoutMs,
             signal,
-            onUsage: dispatcher.countTokens,
+            translation: openAiSse(dispatcher.countTokens),
           }),
         );
     }

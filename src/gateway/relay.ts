@@ -237,11 +237,48 @@ export function findUsage(text: string): Usage | undefined {
 
 const USAGE_TAIL = 4096;
 
+/** How a face turns an upstream's OpenAI SSE bytes into its own stream. */
+export interface StreamTranslation {
+  /** Written before the first upstream byte (e.g. Anthropic's `message_start`). */
+  start?(): string;
+  push(bytes: Buffer): Buffer | string;
+  /** Written when the upstream ends cleanly. */
+  finish(): Buffer | string;
+  /** The last event when the upstream stalls (`idle`) or breaks off. */
+  fail(message: string, idle: boolean): string;
+}
+
 /**
- * Relays an upstream SSE body chunk by chunk, with no buffering: each chunk is passed on
- * as it arrives (a PassThrough, so backpressure from a slow client reaches the upstream).
- * If the upstream goes quiet for too long or breaks, the client gets a final SSE error event
- * instead of a silent hang. Usage in the last chunks is reported through `onUsage`.
+ * The OpenAI face's translation: bytes pass through untouched; usage is read from the last
+ * two chunks; a failure becomes an OpenAI-shaped SSE error event.
+ */
+export function openAiSse(onUsage: (usage: Usage) => void): StreamTranslation {
+  let previous: Buffer | undefined;
+  let last: Buffer | undefined;
+  return {
+    push(bytes) {
+      previous = last;
+      last = bytes;
+      return bytes;
+    },
+    finish() {
+      const tail = Buffer.concat([previous ?? Buffer.alloc(0), last ?? Buffer.alloc(0)]);
+      const usage = findUsage(tail.toString('utf8', Math.max(0, tail.length - USAGE_TAIL)));
+      if (usage) onUsage(usage);
+      return '';
+    },
+    fail(message, idle) {
+      const code = idle ? 'upstream_timeout' : 'upstream_error';
+      return `data: ${JSON.stringify({ error: { message, type: 'api_error', code } })}\n\n`;
+    },
+  };
+}
+
+/**
+ * Relays an upstream SSE body chunk by chunk, with no buffering: each chunk is translated
+ * and passed on as it arrives (a PassThrough, so backpressure from a slow client reaches the
+ * upstream). If the upstream goes quiet for too long or breaks, the client gets a final
+ * error event instead of a silent hang; if the client goes, the upstream read stops.
  */
 export function relayStream(
   body: Readable,
@@ -249,37 +286,31 @@ export function relayStream(
     upstreamName: string;
     idleTimeoutMs: number;
     signal: AbortFlag;
-    onUsage: (usage: Usage) => void;
+    translation: StreamTranslation;
   },
 ): Readable {
+  const { translation } = options;
   const out = new PassThrough();
-  // Only the last two chunks are kept, to find the usage object at the end.
-  let previous: Buffer | undefined;
-  let last: Buffer | undefined;
-  body.on('data', (chunk: Buffer) => {
-    previous = last;
-    last = chunk;
-    if (!out.destroyed && !out.write(chunk)) body.pause();
-  });
+  const send = (data: Buffer | string) => {
+    if (data.length > 0 && !out.destroyed && !out.write(data)) body.pause();
+  };
+  if (translation.start) send(translation.start());
+  body.on('data', (chunk: Buffer) => send(translation.push(chunk)));
   out.on('drain', () => body.resume());
   body.once('end', () => {
-    const tail = Buffer.concat([previous ?? Buffer.alloc(0), last ?? Buffer.alloc(0)]);
-    const usage = findUsage(tail.toString('utf8', Math.max(0, tail.length - USAGE_TAIL)));
-    if (usage) options.onUsage(usage);
-    if (!out.destroyed) out.end();
+    const last = translation.finish();
+    if (!out.destroyed) out.end(last);
   });
   body.once('error', (error) => {
     if (options.signal.aborted || out.destroyed) {
       out.destroy();
       return;
     }
-    const code = errorCode(error);
-    const message =
-      code === 'UND_ERR_BODY_TIMEOUT'
-        ? `upstream ${options.upstreamName} sent nothing for ${options.idleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`
-        : `upstream ${options.upstreamName} broke off the stream`;
-    const type = code === 'UND_ERR_BODY_TIMEOUT' ? 'upstream_timeout' : 'upstream_error';
-    out.end(`data: ${JSON.stringify({ error: { message, type: 'api_error', code: type } })}\n\n`);
+    const idle = errorCode(error) === 'UND_ERR_BODY_TIMEOUT';
+    const message = idle
+      ? `upstream ${options.upstreamName} sent nothing for ${options.idleTimeoutMs} ms (PALISADE_STREAM_IDLE_TIMEOUT)`
+      : `upstream ${options.upstreamName} broke off the stream`;
+    out.end(translation.fail(message, idle));
   });
   // The client went away (Fastify destroys what it was sending): stop reading upstream.
   out.once('close', () => {

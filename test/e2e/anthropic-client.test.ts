@@ -655,3 +655,39 @@ describe('the official Anthropic SDK through Palisade', () => {
     assert.equal((await request(`${palisade.url}/healthz`)).statusCode, 200, 'still serving');
   });
 });
+
+describe('Anthropic streams when the upstream fails', () => {
+  test('a stream that goes quiet ends with an Anthropic error event', async () => {
+    const upstream = await startMockUpstream({ models: ['stall-stream'] });
+    const palisade = await startPalisade({
+      env: {
+        PALISADE_UPSTREAMS: `mock=${upstream.url}`,
+        PALISADE_STREAM_IDLE_TIMEOUT: '300ms',
+        PALISADE_ANTHROPIC_MODELS: 'claude-*=stall-stream',
+      },
+    });
+    try {
+      const response = await request(`${palisade.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: JSON.stringify({
+          model: 'claude-x',
+          max_tokens: 10,
+          stream: true,
+          messages: [{ role: 'user', content: 'x' }],
+        }),
+      });
+      assert.equal(response.statusCode, 200);
+      const text = await response.body.text();
+      assert.match(text, /^event: message_start\n/);
+      assert.match(
+        text,
+        /event: error\ndata: \{"type":"error","error":\{"type":"overloaded_error"/,
+      );
+      assert.match(text, /sent nothing for 300 ms/);
+    } finally {
+      await palisade.close();
+      await upstream.close();
+    }
+  });
+});
