@@ -1,11 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { RequestPolicy, Upstream, UpstreamRegistry } from '../gateway/index.js';
-import {
-  applyPolicy,
-  readResponse,
-  relayStream,
-  type StreamTranslation,
-} from '../gateway/index.js';
+import { applyPolicy, readResponse, type StreamTranslation } from '../gateway/index.js';
 import { createErrorHandler, HttpError } from '../server/errors.js';
 import { estimateTokens } from './count-tokens.js';
 import { anthropicErrorBody } from './errors.js';
@@ -65,17 +60,12 @@ export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options
     const req = parseMessagesRequest(request.body);
     const body = applyPolicy('chat', toChatCompletions(req, localModel(req.model)), policy);
     const dispatcher = app.gateway;
-    const { upstream, response, signal } = await dispatcher.dispatch(
-      request,
-      reply,
-      body,
-      '/v1/chat/completions',
-    );
+    const dispatched = await dispatcher.dispatch(request, reply, body, '/v1/chat/completions');
+    const { upstream, response } = dispatched;
     const options = responseOptions(req);
     const contentType = String(response.headers['content-type'] ?? '');
 
     if (req.stream === true && contentType.startsWith('text/event-stream')) {
-      dispatcher.trackStream(reply);
       const translator = createStreamTranslator({
         ...options,
         inputTokens: estimateTokens(req),
@@ -101,18 +91,7 @@ export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options
         fail: (message, idle) =>
           translator.error(message, idle ? 'overloaded_error' : 'api_error').join(''),
       };
-      return reply
-        .header('content-type', 'text/event-stream; charset=utf-8')
-        .header('cache-control', 'no-cache')
-        .header('x-accel-buffering', 'no')
-        .send(
-          relayStream(response.body, {
-            upstreamName: upstream.name,
-            idleTimeoutMs: dispatcher.streamIdleTimeoutMs,
-            signal,
-            translation,
-          }),
-        );
+      return dispatcher.sendStream(reply, dispatched, translation);
     }
 
     const payload = await readResponse(

@@ -7,7 +7,9 @@ import type { ForwardBody } from './policy.js';
 import {
   ClientGone,
   forward,
+  relayStream,
   upstreamError,
+  type StreamTranslation,
   type AbortFlag,
   type Forwarded,
   type Usage,
@@ -113,10 +115,25 @@ export function createDispatcher(options: DispatchOptions) {
       }
     },
 
-    /** Marks a streaming response in the active-streams gauge until it closes. */
-    trackStream(reply: FastifyReply): void {
+    /**
+     * Answers with the upstream's SSE stream, translated for the face, counted in the
+     * active-streams gauge until it closes.
+     */
+    sendStream(reply: FastifyReply, dispatched: Dispatched, translation: StreamTranslation) {
       metrics.activeStreams.inc();
       reply.raw.once('close', () => metrics.activeStreams.dec());
+      return reply
+        .header('content-type', 'text/event-stream; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .header('x-accel-buffering', 'no')
+        .send(
+          relayStream(dispatched.response.body, {
+            upstreamName: dispatched.upstream.name,
+            idleTimeoutMs: options.streamIdleTimeoutMs,
+            signal: dispatched.signal,
+            translation,
+          }),
+        );
     },
 
     streamIdleTimeoutMs: options.streamIdleTimeoutMs,

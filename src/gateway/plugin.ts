@@ -13,7 +13,7 @@ import { createAccessCheck } from './access.js';
 import { createCorsCheck } from './cors.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
 import { applyPolicy, type Endpoint, type RequestPolicy } from './policy.js';
-import { findUsage, openAiSse, readResponse, relayStream } from './relay.js';
+import { findUsage, openAiSse, readResponse } from './relay.js';
 import type { ModelEntry, UpstreamRegistry } from './upstreams.js';
 
 declare module 'fastify' {
@@ -99,23 +99,12 @@ const gatewayPlugin: FastifyPluginAsync<GatewayOptions> = async (app, options) =
     reply: FastifyReply,
   ) {
     const body = applyPolicy(endpoint, request.body, policy);
-    const { upstream, response, signal } = await dispatcher.dispatch(request, reply, body, path);
+    const dispatched = await dispatcher.dispatch(request, reply, body, path);
+    const { upstream, response } = dispatched;
 
     const contentType = String(response.headers['content-type'] ?? 'application/json');
     if (body.stream === true && contentType.startsWith('text/event-stream')) {
-      dispatcher.trackStream(reply);
-      return reply
-        .header('content-type', 'text/event-stream; charset=utf-8')
-        .header('cache-control', 'no-cache')
-        .header('x-accel-buffering', 'no')
-        .send(
-          relayStream(response.body, {
-            upstreamName: upstream.name,
-            idleTimeoutMs: options.streamIdleTimeoutMs,
-            signal,
-            translation: openAiSse(dispatcher.countTokens),
-          }),
-        );
+      return dispatcher.sendStream(reply, dispatched, openAiSse(dispatcher.countTokens));
     }
     const payload = await readResponse(
       upstream,
