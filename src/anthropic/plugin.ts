@@ -142,6 +142,9 @@ async function upstreamJson(upstream: Upstream, path: string, body: unknown): Pr
   return JSON.parse(text.toString('utf8')) as unknown;
 }
 
+/** Upstreams that answered without a chat-template endpoint: not asked again (not llama.cpp). */
+const NO_TOKENIZER = new WeakSet<Upstream>();
+
 /**
  * Counts with the upstream's own tokenizer where it has one: llama.cpp renders the chat
  * template (`/apply-template`) and tokenizes the prompt (`/tokenize`). Undefined when no
@@ -155,12 +158,16 @@ async function countWithTokenizer(
 ): Promise<number | undefined> {
   const chat = toChatCompletions(req, model) as { messages?: unknown[]; tools?: unknown[] };
   for (const upstream of registry.candidates(model)) {
+    if (!upstream.healthy || NO_TOKENIZER.has(upstream)) continue;
     try {
       const rendered = (await upstreamJson(upstream, '/apply-template', {
         messages: chat.messages,
         ...(chat.tools ? { tools: chat.tools } : {}),
       })) as { prompt?: unknown } | undefined;
-      if (typeof rendered?.prompt !== 'string') continue;
+      if (typeof rendered?.prompt !== 'string') {
+        NO_TOKENIZER.add(upstream);
+        continue;
+      }
       const tokenized = (await upstreamJson(upstream, '/tokenize', {
         content: rendered.prompt,
         add_special: true,
