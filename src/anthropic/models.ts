@@ -1,4 +1,4 @@
-import { compileGlob } from '../auth/index.js';
+import { compileGlob, type Glob } from '../auth/index.js';
 
 /**
  * Maps the model names Anthropic clients ask for (`claude-sonnet-4-5`, ...) to local models.
@@ -33,7 +33,7 @@ function entriesOf(entries: ModelMapEntries): Array<readonly [string, string]> {
 export function createModelMap(entries: ModelMapEntries, fallback?: string): ModelMap {
   const list = entriesOf(entries);
   const exact = new Map<string, string>();
-  const globs: Array<{ pattern: RegExp; model: string }> = [];
+  const globs: Array<{ pattern: Glob; model: string }> = [];
   for (const [pattern, model] of list) {
     if (isGlob(pattern)) globs.push({ pattern: compileGlob(pattern), model });
     else if (!exact.has(pattern.toLowerCase())) exact.set(pattern.toLowerCase(), model);

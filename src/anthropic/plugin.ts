@@ -33,7 +33,7 @@ const TOKENIZE_TIMEOUT_MS = 5_000;
 export const messages: FastifyPluginAsync<MessagesOptions> = async (app, options) => {
   const { registry, policy } = options;
 
-  const handleError = createErrorHandler(options.bodyLimit, anthropicErrorBody);
+  const handleError = createErrorHandler(options.bodyLimit, () => anthropicErrorBody);
   app.setErrorHandler((error, request, reply) => {
     reply.header('request-id', request.id);
     return handleError(error, request, reply);

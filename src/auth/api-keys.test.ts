@@ -109,3 +109,16 @@ test('keys are read from Authorization: Bearer or x-api-key', () => {
   assert.equal(readPresentedKey({ authorization: 'Basic abc' }), undefined);
   assert.equal(readPresentedKey({}), undefined);
 });
+
+test('globs match in linear time, whatever the pattern and name', () => {
+  const hostile = compileGlob('*-*-*-*-*-*-*-*-*-*-*-*x');
+  const stars = compileGlob(`${'*'.repeat(46)}a`);
+  const name = '-'.repeat(256);
+  // These took seconds to minutes with a backtracking regular expression.
+  assert.equal(hostile.test(name), false);
+  assert.equal(stars.test(name), false);
+  assert.equal(stars.test(`${name}a`), true);
+  assert.ok(compileGlob('Qwen*').test('qwen3:8b'), 'case-insensitive');
+  assert.ok(compileGlob('*').test(''));
+  assert.ok(!compileGlob('a?').test('a'));
+});

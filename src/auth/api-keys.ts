@@ -9,7 +9,7 @@ import {
   type KeyScope,
   type Store,
 } from '../store/index.js';
-import { compileGlob } from './glob.js';
+import { compileGlob, type Glob } from './glob.js';
 
 export const API_KEY_PATTERN = /^pk_[A-Za-z0-9_-]{43}$/;
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
@@ -22,7 +22,7 @@ export interface ApiKey {
   scope: KeyScope;
   hint: string;
   models: string[] | null;
-  modelPatterns: RegExp[] | null;
+  modelPatterns: Glob[] | null;
   expiresAt: Date | null;
   rpm: number | null;
   maxStreams: number | null;

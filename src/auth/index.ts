@@ -12,5 +12,5 @@ export {
   type NewApiKey,
 } from './api-keys.js';
 export { createRateLimiter, type BucketLimits, type RateLimiter } from './token-bucket.js';
-export { compileGlob, matchesAny } from './glob.js';
+export { compileGlob, matchesAny, type Glob } from './glob.js';
 export { readPresentedKey } from './presented-key.js';

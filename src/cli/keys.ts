@@ -39,9 +39,9 @@ export function registerKeyCommands(program: Command): void {
       let expiresInMs: number | null = null;
       if (flags.expires !== undefined) {
         const ms = parseDuration(flags.expires);
-        if (ms === undefined || ms <= 0) {
+        if (ms === undefined || ms <= 0 || ms > 100 * 365 * 86_400_000) {
           throw new CliError(
-            `--expires takes a duration such as 90s, 15m, 12h or 30d, got "${flags.expires}"`,
+            `--expires takes a duration such as 90s, 15m, 12h or 30d (at most 100 years), got "${flags.expires}"`,
             2,
           );
         }
@@ -52,6 +52,12 @@ export function registerKeyCommands(program: Command): void {
           ?.split(',')
           .map((m) => m.trim())
           .filter(Boolean) ?? null;
+      if (models !== null && models.length === 0) {
+        throw new CliError(
+          '--models needs at least one model name or glob, such as "llama*,qwen3:8b"',
+          2,
+        );
+      }
       const rpm = positiveInteger('--rpm', flags.rpm);
       const maxStreams = positiveInteger('--max-streams', flags.maxStreams);
       await withContext(flags, async (ctx) => {

@@ -32,6 +32,11 @@ export interface Dispatched extends Forwarded {
 /** The client hung up before the upstream answered (logged as 499, as nginx does). */
 const CLIENT_GONE = new HttpError(499, 'client_closed_request', 'the client closed the connection');
 
+/** A token count an upstream may report: a finite number, not negative. */
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
+}
+
 /** Refuses a model the request's key may not use (403 `model_not_allowed`). */
 function assertModelAllowed(request: FastifyRequest, model: string): void {
   const key = request.apiKey;
@@ -104,15 +109,12 @@ export function createDispatcher(options: DispatchOptions) {
       return { ...forwarded, signal: gone };
     },
 
-    /** Adds the tokens an upstream reported to the metrics. */
+    /** Adds the tokens an upstream reported to the metrics (nonsense numbers are ignored). */
     countTokens(usage: Usage | undefined): void {
       if (!usage) return;
-      if (typeof usage.prompt_tokens === 'number') {
-        metrics.tokens.inc({ kind: 'prompt' }, usage.prompt_tokens);
-      }
-      if (typeof usage.completion_tokens === 'number') {
-        metrics.tokens.inc({ kind: 'completion' }, usage.completion_tokens);
-      }
+      const { prompt_tokens: prompt, completion_tokens: completion } = usage;
+      if (isCount(prompt)) metrics.tokens.inc({ kind: 'prompt' }, prompt);
+      if (isCount(completion)) metrics.tokens.inc({ kind: 'completion' }, completion);
     },
 
     /**

@@ -177,7 +177,9 @@ export async function upstreamError(
   upstream: Upstream,
   response: Dispatcher.ResponseData,
 ): Promise<HttpError> {
-  const text = (await readCapped(response.body, ERROR_BODY_LIMIT)).toString('utf8');
+  let text = (await readCapped(response.body, ERROR_BODY_LIMIT)).toString('utf8');
+  // An upstream (or a proxy before it) may echo the Authorization it got: never pass it on.
+  if (upstream.apiKey) text = text.replaceAll(upstream.apiKey, '[redacted]');
   const status = response.statusCode;
   if (status === 401 || status === 403) {
     return new HttpError(
@@ -294,12 +296,39 @@ export function relayStream(
   const send = (data: Buffer | string) => {
     if (data.length > 0 && !out.destroyed && !out.write(data)) body.pause();
   };
-  if (translation.start) send(translation.start());
-  body.on('data', (chunk: Buffer) => send(translation.push(chunk)));
+  // Whatever an upstream sends, a translator that throws ends this stream, not the process.
+  const broken = (error: unknown) => {
+    body.destroy();
+    if (out.destroyed) return;
+    const detail = error instanceof Error ? error.message : String(error);
+    out.end(
+      translation.fail(
+        `upstream ${options.upstreamName} sent a stream Palisade could not relay (${detail})`,
+        false,
+      ),
+    );
+  };
+  try {
+    if (translation.start) send(translation.start());
+  } catch (error) {
+    broken(error);
+    return out;
+  }
+  body.on('data', (chunk: Buffer) => {
+    try {
+      send(translation.push(chunk));
+    } catch (error) {
+      broken(error);
+    }
+  });
   out.on('drain', () => body.resume());
   body.once('end', () => {
-    const last = translation.finish();
-    if (!out.destroyed) out.end(last);
+    try {
+      const last = translation.finish();
+      if (!out.destroyed) out.end(last);
+    } catch (error) {
+      broken(error);
+    }
   });
   body.once('error', (error) => {
     if (options.signal.aborted || out.destroyed) {

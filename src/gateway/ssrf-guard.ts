@@ -150,6 +150,10 @@ export function checkUpstreamUrl(url: string): URL {
   if (parsed.username !== '' || parsed.password !== '') {
     throw refused('credentials in the URL are not allowed, pass an API key from the environment');
   }
+  if (parsed.search !== '' || parsed.hash !== '') {
+    // Only the origin and path are used; a query often carries a token that would be logged.
+    throw refused('a query string or fragment is not allowed, pass an API key with --api-key-env');
+  }
   const host = parsed.hostname;
   if (host === '') throw refused('the host is empty');
   if (isMetadataName(host)) throw refused(`${host} is a cloud metadata name`);

@@ -3,12 +3,20 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyPluginAsync,
+  type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { isLoopbackHost } from '../config/index.js';
 import { gateway, type GatewayOptions } from '../gateway/index.js';
-import { answerClientError, createErrorHandler, HttpError, sendError } from './errors.js';
+import {
+  answerClientError,
+  createErrorHandler,
+  HttpError,
+  openAiErrorBody,
+  sendError,
+  type ErrorBody,
+} from './errors.js';
 import { createHostGuard } from './host-guard.js';
 import type { Metrics } from './metrics.js';
 import { newRequestId } from './request-id.js';
@@ -20,6 +28,8 @@ export interface AppOptions {
   version: string;
   startedAt: number;
   gateway: Omit<GatewayOptions, 'metrics'>;
+  /** The error shape for a request outside any face's own handler (unknown routes, bad URLs). */
+  errorBodyFor?: (request: FastifyRequest) => ErrorBody;
   /** Further faces under /v1 that reuse the gateway's door and dispatcher (`v1.gateway`). */
   faces?: FastifyPluginAsync[];
   /** True when the admin key check passes for /metrics from a non-loopback client. */
@@ -41,7 +51,18 @@ const SECURITY_HEADERS = {
  */
 export function buildApp(options: AppOptions): FastifyInstance {
   const { config, metrics } = options;
+  const errorBodyFor = options.errorBodyFor ?? (() => openAiErrorBody);
   const app = Fastify({
+    // URLs Fastify cannot decode (`/%ZZ`) get the usual error shape and headers too.
+    frameworkErrors: (_error, request, reply) => {
+      reply.header('x-request-id', request.id).headers(SECURITY_HEADERS);
+      return sendError(
+        request,
+        reply,
+        new HttpError(400, 'bad_request', 'the request URL is not valid'),
+        errorBodyFor(request),
+      );
+    },
     loggerInstance: options.logger as FastifyBaseLogger,
     // One access line per request is written in onResponse, with the request id under this label.
     logController: new LogController({
@@ -104,7 +125,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     );
   });
 
-  app.setErrorHandler(createErrorHandler(config.bodyLimit));
+  app.setErrorHandler(createErrorHandler(config.bodyLimit, errorBodyFor));
 
   app.setNotFoundHandler((request, reply) =>
     sendError(
@@ -115,6 +136,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
         'not_found',
         `no route for ${request.method} ${request.url.split('?', 1)[0]}`,
       ),
+      errorBodyFor(request),
     ),
   );
 

@@ -93,16 +93,19 @@ export function toHttpError(error: FastifyError | Error, bodyLimit: number): Htt
  * with their request id; the client only learns that id.
  *
  * @example
- * app.setErrorHandler(createErrorHandler(config.bodyLimit, anthropicErrorBody));
+ * app.setErrorHandler(createErrorHandler(config.bodyLimit, () => anthropicErrorBody));
  */
-export function createErrorHandler(bodyLimit: number, body: ErrorBody = openAiErrorBody) {
+export function createErrorHandler(
+  bodyLimit: number,
+  bodyFor: (request: FastifyRequest) => ErrorBody = () => openAiErrorBody,
+) {
   return (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const httpError = toHttpError(error as FastifyError, bodyLimit);
     if (httpError.status >= 500 && !(error instanceof HttpError)) {
       request.log.error({ err: error }, 'unhandled error');
     }
     if (reply.sent || reply.raw.headersSent) return;
-    return sendError(request, reply, httpError, body);
+    return sendError(request, reply, httpError, bodyFor(request));
   };
 }
 

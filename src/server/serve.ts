@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { LookupFunction } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import {
+  anthropicErrorBody,
   createModelMapSource,
   messages,
   parseModelMapSpec,
@@ -14,6 +15,7 @@ import { loadMasterKey } from '../crypto/index.js';
 import { createUpstreamRegistry, type Lookup, type UpstreamRegistry } from '../gateway/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { buildApp } from './app.js';
+import { openAiErrorBody } from './errors.js';
 import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { acquirePidLock } from './pid-lock.js';
@@ -149,6 +151,11 @@ export async function startServer(
             ? undefined
             : toAnthropicModelList(models),
       },
+      // Anthropic clients get Anthropic-shaped errors even where no Anthropic route matched.
+      errorBodyFor: (request) =>
+        request.url.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined
+          ? anthropicErrorBody
+          : openAiErrorBody,
       faces: [
         async (v1) =>
           v1.register(messages, {
