@@ -6,7 +6,12 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { startMockUpstream } from '../../test/support/mock-upstream.js';
 import { openStore } from '../store/index.js';
-import { addUpstream, createUpstreamRegistry, listStoredUpstreams } from './upstreams.js';
+import {
+  addUpstream,
+  createUpstreamRegistry,
+  listStoredUpstreams,
+  type RegistryOptions,
+} from './upstreams.js';
 
 const masterKey = Buffer.alloc(32, 7);
 
@@ -15,18 +20,23 @@ async function setup() {
   const store = await openStore(home);
   const lines: string[] = [];
   const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
-  return { home, store, logger, lines };
+  /** A registry on this store; each test passes only what it changes. */
+  const registry = (options: Partial<RegistryOptions> = {}) =>
+    createUpstreamRegistry({
+      store,
+      masterKey,
+      logger,
+      configured: [],
+      healthIntervalMs: 60_000,
+      ...options,
+    });
+  return { home, store, logger, lines, registry };
 }
 
 test('probing finds a server on a usual port and says so in the log', async () => {
   const mock = await startMockUpstream({ models: ['probed'] });
-  const { store, logger, lines } = await setup();
-  const registry = createUpstreamRegistry({
-    store,
-    masterKey,
-    logger,
-    configured: [],
-    healthIntervalMs: 60_000,
+  const { store, lines, registry: makeRegistry } = await setup();
+  const registry = makeRegistry({
     probePorts: [
       { name: 'lmstudio', port: mock.port, product: 'LM Studio' },
       { name: 'nothing', port: 1, product: 'Nobody' },
@@ -48,13 +58,8 @@ test('probing finds a server on a usual port and says so in the log', async () =
 });
 
 test('with nothing found, the log names the ports and the fix', async () => {
-  const { store, logger, lines } = await setup();
-  const registry = createUpstreamRegistry({
-    store,
-    masterKey,
-    logger,
-    configured: [],
-    healthIntervalMs: 60_000,
+  const { store, lines, registry: makeRegistry } = await setup();
+  const registry = makeRegistry({
     probePorts: [{ name: 'nothing', port: 1, product: 'Nobody' }],
   });
   await registry.start(true);
@@ -67,16 +72,12 @@ test('with nothing found, the log names the ports and the fix', async () => {
 test('models from several upstreams are merged, deduplicated, and routed healthy-first', async () => {
   const a = await startMockUpstream({ models: ['shared', 'only-a'] });
   const b = await startMockUpstream({ models: ['shared', 'only-b'] });
-  const { store, logger } = await setup();
-  const registry = createUpstreamRegistry({
-    store,
-    masterKey,
-    logger,
+  const { store, registry: makeRegistry } = await setup();
+  const registry = makeRegistry({
     configured: [
       { name: 'a', url: a.url },
       { name: 'b', url: `${b.url}/v1` },
     ],
-    healthIntervalMs: 60_000,
   });
   await registry.start(false);
   assert.deepEqual(
@@ -111,7 +112,7 @@ test('models from several upstreams are merged, deduplicated, and routed healthy
 
 test('a stored upstream key is sealed at rest and sent to the upstream', async () => {
   const mock = await startMockUpstream({ models: ['secret-model'], apiKey: 'sk-upstream-secret' });
-  const { store, logger } = await setup();
+  const { store, registry: makeRegistry } = await setup();
   await addUpstream(store, masterKey, {
     name: 'sealed',
     url: mock.url,
@@ -120,13 +121,7 @@ test('a stored upstream key is sealed at rest and sent to the upstream', async (
   const [row] = await listStoredUpstreams(store);
   assert.match(row?.api_key_enc ?? '', /^enc\$v1\$/);
   assert.ok(!JSON.stringify(row).includes('sk-upstream-secret'));
-  const registry = createUpstreamRegistry({
-    store,
-    masterKey,
-    logger,
-    configured: [],
-    healthIntervalMs: 60_000,
-  });
+  const registry = makeRegistry();
   await registry.start(false);
   assert.equal(
     registry.list()[0]?.healthy,
@@ -141,20 +136,14 @@ test('a stored upstream key is sealed at rest and sent to the upstream', async (
 
 test('an upstream key can come from a named environment variable', async () => {
   const mock = await startMockUpstream({ models: ['env-model'], apiKey: 'sk-from-env' });
-  const { store, logger } = await setup();
+  const { store, registry: makeRegistry } = await setup();
   process.env.PALISADE_TEST_UPSTREAM_KEY = 'sk-from-env';
   await addUpstream(store, masterKey, {
     name: 'env',
     url: mock.url,
     apiKeyEnv: 'PALISADE_TEST_UPSTREAM_KEY',
   });
-  const registry = createUpstreamRegistry({
-    store,
-    masterKey,
-    logger,
-    configured: [],
-    healthIntervalMs: 60_000,
-  });
+  const registry = makeRegistry();
   await registry.start(false);
   assert.equal(registry.list()[0]?.healthy, true);
   delete process.env.PALISADE_TEST_UPSTREAM_KEY;
