@@ -596,6 +596,47 @@ describe('the official Anthropic SDK through Palisade', () => {
     };
   }
 
+  test('hostile count_tokens bodies get Anthropic errors too', async () => {
+    const cases: Array<[string, number, RegExp]> = [
+      ['{bad', 400, /JSON/],
+      [JSON.stringify({ model: 'claude-x' }), 400, /messages/],
+      [JSON.stringify({ model: 42, messages: [{ role: 'user', content: 'x' }] }), 400, /model/],
+      [
+        JSON.stringify({
+          model: 'claude-x',
+          messages: [{ role: 'user', content: [{ type: 'video' }] }],
+        }),
+        400,
+        /type/,
+      ],
+      [
+        JSON.stringify({ model: 'nothing-maps-here', messages: [{ role: 'user', content: 'x' }] }),
+        404,
+        /no mapping/,
+      ],
+    ];
+    for (const [body, status, message] of cases) {
+      const response = await request(`${palisade.url}/v1/messages/count_tokens`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-api-key': key,
+          'anthropic-version': '2023-06-01',
+        },
+        body,
+      });
+      const json = (await response.body.json()) as {
+        type: string;
+        error: { message: string };
+        request_id: string;
+      };
+      assert.equal(response.statusCode, status, body.slice(0, 60));
+      assert.equal(json.type, 'error');
+      assert.match(json.error.message, message);
+      assert.match(json.request_id, /^req_/);
+    }
+  });
+
   test('hostile bodies get the right Anthropic error and no crash', async () => {
     const base = { model: 'claude-x', max_tokens: 10 };
     const cases: Array<[string, number, string, RegExp]> = [
