@@ -2,7 +2,14 @@ import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The files Palisade keeps in its home directory. */
-export type HomeFile = 'palisade.db' | 'secret.key' | 'mesh.token' | 'audit.jsonl' | 'palisade.pid';
+export type HomeFile =
+  | 'palisade.db'
+  | 'secret.key'
+  | 'mesh.token'
+  | 'mesh.url'
+  | 'mesh-broker.log'
+  | 'audit.jsonl'
+  | 'palisade.pid';
 
 export function homeFile(home: string, file: HomeFile): string {
   return join(home, file);

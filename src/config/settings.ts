@@ -318,6 +318,42 @@ export const SETTINGS = {
     help: 'Model names Anthropic clients ask for, mapped to local models: `claude-*=qwen3:8b,claude-3-haiku*=llama3.2:3b`; an entry without `=` is the fallback.',
     parse: modelMapSpec,
   },
+  mesh: {
+    env: 'PALISADE_MESH',
+    default: true,
+    help: 'Serve the agent mesh broker under /mesh (loopback clients only, with the token in mesh.token).',
+    parse: boolean,
+  },
+  meshRateLimit: {
+    env: 'PALISADE_MESH_RATE_LIMIT',
+    default: 100,
+    help: 'Mesh requests each peer may make in any 10 seconds; more get 429.',
+    parse: integer(1, 10_000_000),
+  },
+  meshPeerTimeoutMs: {
+    env: 'PALISADE_MESH_PEER_TIMEOUT',
+    default: 60_000,
+    help: 'A mesh peer silent this long is marked gone and its file claims are released.',
+    parse: duration(1000),
+  },
+  meshClaimTtlMs: {
+    env: 'PALISADE_MESH_CLAIM_TTL',
+    default: 600_000,
+    help: 'How long a mesh file claim lasts unless renewed or released.',
+    parse: duration(1000),
+  },
+  meshMessageTtlMs: {
+    env: 'PALISADE_MESH_MESSAGE_TTL',
+    default: 86_400_000,
+    help: 'Mesh messages older than this are deleted, read or not.',
+    parse: duration(1000),
+  },
+  meshEventTtlMs: {
+    env: 'PALISADE_MESH_EVENT_TTL',
+    default: 172_800_000,
+    help: 'Mesh events, and peers that left or went away, are deleted after this long.',
+    parse: duration(1000),
+  },
   logLevel: {
     env: 'PALISADE_LOG_LEVEL',
     default: 'info' as LogLevel,

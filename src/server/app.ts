@@ -32,6 +32,8 @@ export interface AppOptions {
   errorBodyFor?: (request: FastifyRequest) => ErrorBody;
   /** Further faces under /v1 that reuse the gateway's door and dispatcher (`v1.gateway`). */
   faces?: FastifyPluginAsync[];
+  /** The agent mesh broker's routes, registered under /mesh when the mesh is on. */
+  mesh?: FastifyPluginAsync;
   /** True when the admin key check passes for /metrics from a non-loopback client. */
   isAdminRequest: (headers: Record<string, string | string[] | undefined>) => boolean;
 }
@@ -180,5 +182,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
     },
     { prefix: '/v1' },
   );
+  if (options.mesh) app.register(options.mesh, { prefix: '/mesh' });
   return app;
 }

@@ -12,8 +12,11 @@ import { createAuditLog, type AuditLog } from '../audit/index.js';
 import { createApiKey, createKeyRing, createRateLimiter, readPresentedKey } from '../auth/index.js';
 import { ConfigError, isLoopbackHost, prepareHome, type Config } from '../config/index.js';
 import { loadMasterKey } from '../crypto/index.js';
+import { createMesh, type Mesh } from '../mesh/index.js';
 import { createUpstreamRegistry, type Lookup, type UpstreamRegistry } from '../gateway/index.js';
 import { openStore, type Store } from '../store/index.js';
+import { rmSync } from 'node:fs';
+import { homeFile } from '../config/index.js';
 import { buildApp } from './app.js';
 import { openAiErrorBody } from './errors.js';
 import { createLogger } from './logger.js';
@@ -39,6 +42,8 @@ export interface RunningServer {
   store: Store;
   audit: AuditLog;
   registry: UpstreamRegistry;
+  /** The agent mesh broker, unless PALISADE_MESH=false. */
+  mesh?: Mesh;
   /** A key minted at start because the server is exposed with none; shown once. */
   bootstrapKey?: string;
   /** Stops accepting, lets in-flight requests finish up to the grace period, closes the store. */
@@ -122,6 +127,28 @@ export async function startServer(
     const metrics = createMetrics();
     const limits = { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst };
     const startedAt = Date.now();
+    let mesh: Mesh | undefined;
+    if (config.mesh) {
+      const created = createMesh({
+        store,
+        home: config.home,
+        logger,
+        version: VERSION,
+        startedAt,
+        rateLimit: config.meshRateLimit,
+        limits: {
+          peerTimeoutMs: config.meshPeerTimeoutMs,
+          claimTtlMs: config.meshClaimTtlMs,
+          messageTtlMs: config.meshMessageTtlMs,
+          eventTtlMs: config.meshEventTtlMs,
+        },
+      });
+      mesh = created;
+      cleanups.push(() => {
+        created.close();
+        rmSync(homeFile(config.home, 'mesh.url'), { force: true });
+      });
+    }
     const app = buildApp({
       config,
       logger,
@@ -156,6 +183,7 @@ export async function startServer(
         request.url.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined
           ? anthropicErrorBody
           : openAiErrorBody,
+      ...(mesh ? { mesh: mesh.routes } : {}),
       faces: [
         async (v1) =>
           v1.register(messages, {
@@ -172,6 +200,14 @@ export async function startServer(
     const port = typeof address === 'object' && address ? address.port : config.port;
     const shownHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const url = `http://${shownHost}:${port}`;
+    if (mesh) {
+      const meshUrl = loopbackUrl(config.host, port);
+      if (meshUrl) mesh.announce(meshUrl);
+      else
+        logger.warn(
+          `the agent mesh serves loopback clients only, and a server bound to ${config.host} cannot be reached on loopback; bind to 0.0.0.0 or 127.0.0.1 to use it`,
+        );
+    }
     logger.info(
       {
         url,
@@ -202,9 +238,29 @@ export async function startServer(
       return closing;
     };
 
-    return { app, url, port, logger, store, audit, registry, bootstrapKey, close };
+    return {
+      app,
+      url,
+      port,
+      logger,
+      store,
+      audit,
+      registry,
+      ...(mesh ? { mesh } : {}),
+      ...(bootstrapKey ? { bootstrapKey } : {}),
+      close,
+    };
   } catch (error) {
     await cleanup();
     throw error;
   }
+}
+
+/** Where a client on this machine reaches a server bound to `host`, if it can. */
+function loopbackUrl(host: string, port: number): string | undefined {
+  if (host === '0.0.0.0') return `http://127.0.0.1:${port}`;
+  if (host === '::') return `http://[::1]:${port}`;
+  if (!isLoopbackHost(host)) return undefined;
+  if (host === 'localhost') return `http://127.0.0.1:${port}`;
+  return host.includes(':') ? `http://[${host.replace(/^\[|\]$/g, '')}]:${port}` : `http://${host}:${port}`;
 }

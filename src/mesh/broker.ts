@@ -1,0 +1,718 @@
+import { randomUUID } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
+import { HttpError } from '../server/errors.js';
+import type {
+  IsoDate,
+  MeshClaimRow,
+  MeshEventRow,
+  MeshMessageRow,
+  MeshPeerRow,
+  MeshStateRow,
+  MeshStatus,
+  Store,
+} from '../store/index.js';
+
+/** Where a peer looks: the whole machine, its working directory, or its git repository. */
+export type Scope = 'machine' | 'directory' | 'repo';
+
+export interface MeshLimits {
+  /** A peer without a heartbeat for this long is marked gone. */
+  peerTimeoutMs: number;
+  /** Default lifetime of a file claim. */
+  claimTtlMs: number;
+  /** Messages older than this are pruned. */
+  messageTtlMs: number;
+  /** Events (and peers that left or went away) older than this are pruned. */
+  eventTtlMs: number;
+}
+
+export const DEFAULT_MESH_LIMITS: MeshLimits = {
+  peerTimeoutMs: 60_000,
+  claimTtlMs: 10 * 60_000,
+  messageTtlMs: 24 * 3_600_000,
+  eventTtlMs: 48 * 3_600_000,
+};
+
+export interface PeerView {
+  id: string;
+  name: string;
+  agent: string;
+  cwd: string;
+  git_root: string | null;
+  pid: number | null;
+  summary: string;
+  status: MeshStatus;
+  presence: MeshPeerRow['presence'];
+  registered_at: string;
+  last_seen_at: string;
+}
+
+export interface MessageView {
+  id: number;
+  from: { id: string; name: string };
+  /** The recipient of a direct message; null for a broadcast. */
+  to: string | null;
+  scope: Scope | null;
+  text: string;
+  sent_at: string;
+  read_at?: string | null;
+}
+
+export type EventType =
+  | 'peer.joined'
+  | 'peer.left'
+  | 'peer.summary'
+  | 'peer.status'
+  | 'message.sent'
+  | 'state.changed'
+  | 'file.claimed'
+  | 'file.released';
+
+export interface EventView {
+  seq: number;
+  type: EventType;
+  peer_id: string | null;
+  data: Record<string, unknown>;
+  at: string;
+  /** On `message.sent` events handed to one of the message's recipients: the message. */
+  message?: MessageView;
+}
+
+export interface ClaimView {
+  path: string;
+  peer_id: string;
+  peer_name: string;
+  claimed_at: string;
+  expires_at: string;
+}
+
+export interface StateView {
+  project: string;
+  key: string;
+  value: string;
+  set_by: { id: string; name: string };
+  updated_at: string;
+}
+
+/** What the broker tells live listeners (the SSE streams and long polls) after each commit. */
+export interface BrokerNotice {
+  event: EventView;
+  /** Peers that may see the event; null when every peer may. */
+  audience: ReadonlySet<string> | null;
+  message?: MessageView;
+}
+
+export interface NewPeer {
+  name?: string | undefined;
+  agent?: string | undefined;
+  cwd: string;
+  git_root?: string | null | undefined;
+  pid?: number | null | undefined;
+  summary?: string | undefined;
+  status?: MeshStatus | undefined;
+}
+
+export interface PeerChanges {
+  name?: string | undefined;
+  agent?: string | undefined;
+  summary?: string | undefined;
+  status?: MeshStatus | undefined;
+}
+
+export interface MeshBroker {
+  register(input: NewPeer): { peer: PeerView; event_seq: number };
+  /** Marks the peer seen; a peer that had gone comes back online. */
+  heartbeat(peerId: string): PeerView;
+  update(peerId: string, changes: PeerChanges): PeerView;
+  unregister(peerId: string): void;
+  peer(peerId: string): PeerView;
+  /** Online and gone peers within `scope` of `viewer` (every peer for `machine`). */
+  peers(options?: { scope?: Scope; viewer?: string; includeLeft?: boolean }): PeerView[];
+  send(from: string, to: string, text: string): MessageView;
+  broadcast(from: string, text: string, scope?: Scope): { message: MessageView; recipients: number };
+  inbox(peerId: string, options?: { unreadOnly?: boolean; limit?: number }): MessageView[];
+  /** Marks messages read (all unread ones when `ids` is omitted); returns how many changed. */
+  markRead(peerId: string, ids?: number[]): number;
+  /** Events after `since` that `viewer` may see, oldest first; every event without a viewer. */
+  events(options: { since?: number; viewer?: string; limit?: number }): EventView[];
+  lastEventSeq(): number;
+  stateGet(project: string, key: string): StateView | undefined;
+  stateSet(peerId: string, project: string, key: string, value: string): StateView;
+  stateList(project: string): StateView[];
+  stateDelete(peerId: string, project: string, key: string): boolean;
+  claim(peerId: string, path: string, ttlMs?: number): ClaimView;
+  release(peerId: string, path: string): void;
+  claims(): ClaimView[];
+  /** Marks silent peers gone, expires claims, prunes old messages and events. */
+  sweep(): { gone: number; expiredClaims: number; messages: number; events: number; peers: number };
+  counts(): { peers_online: number; peers_gone: number; messages: number; unread: number; events: number; claims: number };
+  subscribe(listener: (notice: BrokerNotice) => void): () => void;
+  limits: MeshLimits;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString() as IsoDate;
+
+function peerView(row: MeshPeerRow): PeerView {
+  return {
+    id: row.id,
+    name: row.name,
+    agent: row.agent,
+    cwd: row.cwd,
+    git_root: row.git_root,
+    pid: row.pid,
+    summary: row.summary,
+    status: row.status,
+    presence: row.presence,
+    registered_at: row.registered_at,
+    last_seen_at: row.last_seen_at,
+  };
+}
+
+type MessageRowWithRead = MeshMessageRow & { read_at?: string | null };
+
+function messageView(row: MessageRowWithRead): MessageView {
+  const view: MessageView = {
+    id: row.id,
+    from: { id: row.from_peer, name: row.from_name },
+    to: row.to_peer,
+    scope: row.scope as Scope | null,
+    text: row.text,
+    sent_at: row.created_at,
+  };
+  if (row.read_at !== undefined) view.read_at = row.read_at;
+  return view;
+}
+
+function eventView(row: MeshEventRow): EventView {
+  return {
+    seq: row.seq,
+    type: row.type as EventType,
+    peer_id: row.peer_id,
+    data: JSON.parse(row.data) as Record<string, unknown>,
+    at: row.created_at,
+  };
+}
+
+const notFound = (peerId: string) =>
+  new HttpError(
+    404,
+    'peer_not_found',
+    `no peer ${peerId} is registered; register again (POST /mesh/peers)`,
+  );
+
+/**
+ * The mesh's core: peers, messages, events, shared state and file claims, kept in SQLite so a
+ * broker restart loses nothing. Every change is one transaction that also appends its event;
+ * listeners hear of it after the commit. Synchronous by design: better-sqlite3 statements run
+ * in microseconds and the broker never waits on anything else.
+ *
+ * @example
+ * const broker = createMeshBroker({ store });
+ * const { peer } = broker.register({ cwd: '/src/app', agent: 'codex' });
+ * broker.subscribe((notice) => console.log(notice.event.type));
+ */
+export function createMeshBroker(options: {
+  store: Store;
+  now?: () => number;
+  limits?: Partial<MeshLimits>;
+}): MeshBroker {
+  const db = options.store.sqlite;
+  const now = options.now ?? Date.now;
+  const limits: MeshLimits = { ...DEFAULT_MESH_LIMITS, ...options.limits };
+  const listeners = new Set<(notice: BrokerNotice) => void>();
+
+  const q = {
+    insertPeer: db.prepare(
+      `insert into mesh_peer (id, name, agent, cwd, git_root, pid, summary, status, presence, registered_at, last_seen_at)
+       values (@id, @name, @agent, @cwd, @git_root, @pid, @summary, @status, 'online', @at, @at)`,
+    ),
+    peer: db.prepare('select * from mesh_peer where id = ?') as Statement<[string], MeshPeerRow>,
+    touchPeer: db.prepare(
+      "update mesh_peer set last_seen_at = ?, presence = 'online' where id = ? and presence != 'left'",
+    ),
+    updatePeer: db.prepare(
+      'update mesh_peer set name = @name, agent = @agent, summary = @summary, status = @status, last_seen_at = @at where id = @id',
+    ),
+    leavePeer: db.prepare(
+      "update mesh_peer set presence = @presence, left_at = @at where id = @id and presence != 'left'",
+    ),
+    livePeers: db.prepare(
+      "select * from mesh_peer where presence != 'left' order by registered_at",
+    ) as Statement<[], MeshPeerRow>,
+    allPeers: db.prepare('select * from mesh_peer order by registered_at') as Statement<
+      [],
+      MeshPeerRow
+    >,
+    silentPeers: db.prepare(
+      "select * from mesh_peer where presence = 'online' and last_seen_at < ?",
+    ) as Statement<[string], MeshPeerRow>,
+    insertMessage: db.prepare(
+      'insert into mesh_message (from_peer, from_name, to_peer, scope, text, created_at) values (?, ?, ?, ?, ?, ?)',
+    ),
+    insertDelivery: db.prepare('insert into mesh_delivery (peer_id, message_id) values (?, ?)'),
+    inboxAll: db.prepare(
+      `select m.*, d.read_at from mesh_delivery d join mesh_message m on m.id = d.message_id
+       where d.peer_id = ? order by m.id limit ?`,
+    ) as Statement<[string, number], MessageRowWithRead>,
+    inboxUnread: db.prepare(
+      `select m.*, d.read_at from mesh_delivery d join mesh_message m on m.id = d.message_id
+       where d.peer_id = ? and d.read_at is null order by m.id limit ?`,
+    ) as Statement<[string, number], MessageRowWithRead>,
+    markAllRead: db.prepare(
+      'update mesh_delivery set read_at = ? where peer_id = ? and read_at is null',
+    ),
+    markOneRead: db.prepare(
+      'update mesh_delivery set read_at = ? where peer_id = ? and message_id = ? and read_at is null',
+    ),
+    message: db.prepare('select * from mesh_message where id = ?') as Statement<
+      [number],
+      MeshMessageRow
+    >,
+    insertEvent: db.prepare(
+      'insert into mesh_event (type, peer_id, message_id, data, created_at) values (?, ?, ?, ?, ?)',
+    ),
+    eventsAll: db.prepare('select * from mesh_event where seq > ? order by seq limit ?') as Statement<
+      [number, number],
+      MeshEventRow
+    >,
+    // A message's event is seen by its sender and its recipients only; other events by all.
+    eventsFor: db.prepare(
+      `select e.* from mesh_event e where e.seq > @since and (
+         e.type != 'message.sent' or e.peer_id = @viewer or exists (
+           select 1 from mesh_delivery d where d.message_id = e.message_id and d.peer_id = @viewer))
+       order by e.seq limit @limit`,
+    ) as Statement<[{ since: number; viewer: string; limit: number }], MeshEventRow>,
+    isRecipient: db.prepare(
+      'select 1 from mesh_delivery where message_id = ? and peer_id = ?',
+    ).pluck(),
+    lastSeq: db.prepare('select coalesce(max(seq), 0) from mesh_event').pluck(),
+    stateGet: db.prepare('select * from mesh_state where project = ? and key = ?') as Statement<
+      [string, string],
+      MeshStateRow
+    >,
+    stateSet: db.prepare(
+      `insert into mesh_state (project, key, value, set_by, set_by_name, updated_at) values (?, ?, ?, ?, ?, ?)
+       on conflict (project, key) do update set value = excluded.value, set_by = excluded.set_by,
+       set_by_name = excluded.set_by_name, updated_at = excluded.updated_at`,
+    ),
+    stateList: db.prepare('select * from mesh_state where project = ? order by key') as Statement<
+      [string],
+      MeshStateRow
+    >,
+    stateDelete: db.prepare('delete from mesh_state where project = ? and key = ?'),
+    claim: db.prepare('select * from mesh_claim where path = ?') as Statement<
+      [string],
+      MeshClaimRow
+    >,
+    upsertClaim: db.prepare(
+      `insert into mesh_claim (path, peer_id, claimed_at, expires_at) values (?, ?, ?, ?)
+       on conflict (path) do update set peer_id = excluded.peer_id, claimed_at = excluded.claimed_at,
+       expires_at = excluded.expires_at`,
+    ),
+    deleteClaim: db.prepare('delete from mesh_claim where path = ?'),
+    claimsOf: db.prepare('select * from mesh_claim where peer_id = ? order by path') as Statement<
+      [string],
+      MeshClaimRow
+    >,
+    expiredClaims: db.prepare(
+      'select * from mesh_claim where expires_at <= ? order by path',
+    ) as Statement<[string], MeshClaimRow>,
+    liveClaims: db.prepare(
+      `select c.*, p.name as peer_name from mesh_claim c join mesh_peer p on p.id = c.peer_id
+       where c.expires_at > ? order by c.path`,
+    ) as Statement<[string], MeshClaimRow & { peer_name: string }>,
+    pruneMessages: db.prepare('delete from mesh_message where created_at < ?'),
+    pruneEvents: db.prepare('delete from mesh_event where created_at < ?'),
+    prunePeers: db.prepare(
+      "delete from mesh_peer where presence != 'online' and last_seen_at < ?",
+    ),
+    counts: db.prepare(
+      `select
+         (select count(*) from mesh_peer where presence = 'online') as peers_online,
+         (select count(*) from mesh_peer where presence = 'gone') as peers_gone,
+         (select count(*) from mesh_message) as messages,
+         (select count(*) from mesh_delivery where read_at is null) as unread,
+         (select count(*) from mesh_event) as events,
+         (select count(*) from mesh_claim where expires_at > @at) as claims`,
+    ) as Statement<[{ at: string }], ReturnType<MeshBroker['counts']>>,
+  };
+
+  // The broker was down, not its peers: those online when it stopped get a fresh timeout.
+  db.prepare("update mesh_peer set last_seen_at = ? where presence = 'online'").run(iso(now()));
+
+  /** Notices queued by the transaction in progress, told to listeners once it commits. */
+  let pending: BrokerNotice[] = [];
+
+  function appendEvent(
+    type: EventType,
+    peerId: string | null,
+    data: Record<string, unknown>,
+    extra: { messageId?: number; audience?: ReadonlySet<string> | null; message?: MessageView } = {},
+  ): EventView {
+    const at = iso(now());
+    const result = q.insertEvent.run(type, peerId, extra.messageId ?? null, JSON.stringify(data), at);
+    const event: EventView = { seq: Number(result.lastInsertRowid), type, peer_id: peerId, data, at };
+    const notice: BrokerNotice = { event, audience: extra.audience ?? null };
+    if (extra.message) notice.message = extra.message;
+    pending.push(notice);
+    return event;
+  }
+
+  /** Runs `body` in one write transaction, then tells listeners what it changed. */
+  function write<T>(body: () => T): T {
+    let result: T;
+    try {
+      result = db.transaction(body).immediate();
+    } catch (error) {
+      pending = [];
+      throw error;
+    }
+    const notices = pending;
+    pending = [];
+    for (const notice of notices) {
+      for (const listener of listeners) listener(notice);
+    }
+    return result;
+  }
+
+  function requirePeer(peerId: string, options: { allowGone?: boolean } = {}): MeshPeerRow {
+    const row = q.peer.get(peerId);
+    if (row === undefined) throw notFound(peerId);
+    if (row.presence === 'left') {
+      throw new HttpError(
+        404,
+        'peer_left',
+        `peer ${peerId} has unregistered; register again (POST /mesh/peers)`,
+      );
+    }
+    if (row.presence === 'gone' && options.allowGone === false) {
+      throw new HttpError(409, 'peer_gone', `peer ${peerId} is gone (missed its heartbeats)`);
+    }
+    return row;
+  }
+
+  /** A peer acting is a peer alive: any call from it counts as a heartbeat. */
+  function actingPeer(peerId: string): MeshPeerRow {
+    const row = requirePeer(peerId);
+    const at = iso(now());
+    q.touchPeer.run(at, peerId);
+    if (row.presence === 'gone') {
+      appendEvent('peer.joined', peerId, { name: row.name, agent: row.agent, returned: true });
+    }
+    return { ...row, presence: 'online', last_seen_at: at };
+  }
+
+  function inScope(viewer: MeshPeerRow, other: MeshPeerRow, scope: Scope): boolean {
+    if (scope === 'machine') return true;
+    if (scope === 'directory') return other.cwd === viewer.cwd;
+    return viewer.git_root !== null && other.git_root === viewer.git_root;
+  }
+
+  function releaseAllClaims(peerId: string, reason: string): number {
+    const held = q.claimsOf.all(peerId);
+    for (const claim of held) {
+      q.deleteClaim.run(claim.path);
+      appendEvent('file.released', peerId, { path: claim.path, reason });
+    }
+    return held.length;
+  }
+
+  function liveClaim(path: string): MeshClaimRow | undefined {
+    const claim = q.claim.get(path);
+    if (claim === undefined || claim.expires_at <= iso(now())) return undefined;
+    return claim;
+  }
+
+  function messageFor(event: EventView, viewer: string | undefined, messageId: number | null) {
+    if (viewer === undefined || messageId === null || event.peer_id === viewer) return;
+    if (q.isRecipient.get(messageId, viewer) === undefined) return;
+    const row = q.message.get(messageId);
+    if (row) event.message = messageView(row);
+  }
+
+  return {
+    limits,
+
+    register(input) {
+      return write(() => {
+        const id = randomUUID();
+        const at = iso(now());
+        const agent = input.agent ?? 'unknown';
+        const name = input.name ?? `${agent}-${id.slice(0, 4)}`;
+        q.insertPeer.run({
+          id,
+          name,
+          agent,
+          cwd: input.cwd,
+          git_root: input.git_root ?? null,
+          pid: input.pid ?? null,
+          summary: input.summary ?? '',
+          status: input.status ?? 'active',
+          at,
+        });
+        const event = appendEvent('peer.joined', id, {
+          name,
+          agent,
+          cwd: input.cwd,
+          git_root: input.git_root ?? null,
+        });
+        return { peer: peerView(q.peer.get(id) as MeshPeerRow), event_seq: event.seq };
+      });
+    },
+
+    heartbeat(peerId) {
+      return write(() => peerView(actingPeer(peerId)));
+    },
+
+    update(peerId, changes) {
+      return write(() => {
+        const row = actingPeer(peerId);
+        const next = {
+          id: peerId,
+          name: changes.name ?? row.name,
+          agent: changes.agent ?? row.agent,
+          summary: changes.summary ?? row.summary,
+          status: changes.status ?? row.status,
+          at: iso(now()),
+        };
+        q.updatePeer.run(next);
+        if (next.summary !== row.summary) {
+          appendEvent('peer.summary', peerId, { name: next.name, summary: next.summary });
+        }
+        if (next.status !== row.status) {
+          appendEvent('peer.status', peerId, { name: next.name, status: next.status });
+        }
+        return peerView(q.peer.get(peerId) as MeshPeerRow);
+      });
+    },
+
+    unregister(peerId) {
+      write(() => {
+        const row = requirePeer(peerId);
+        releaseAllClaims(peerId, 'left');
+        q.leavePeer.run({ id: peerId, presence: 'left', at: iso(now()) });
+        appendEvent('peer.left', peerId, { name: row.name, reason: 'unregistered' });
+      });
+    },
+
+    peer(peerId) {
+      const row = q.peer.get(peerId);
+      if (row === undefined) throw notFound(peerId);
+      return peerView(row);
+    },
+
+    peers(options = {}) {
+      const rows = options.includeLeft ? q.allPeers.all() : q.livePeers.all();
+      const scope = options.scope ?? 'machine';
+      if (scope === 'machine' || options.viewer === undefined) return rows.map(peerView);
+      const viewer = requirePeer(options.viewer);
+      return rows.filter((row) => inScope(viewer, row, scope)).map(peerView);
+    },
+
+    send(from, to, text) {
+      return write(() => {
+        const sender = actingPeer(from);
+        const recipient = requirePeer(to);
+        const at = iso(now());
+        const id = Number(q.insertMessage.run(from, sender.name, to, null, text, at).lastInsertRowid);
+        q.insertDelivery.run(to, id);
+        const message: MessageView = {
+          id,
+          from: { id: from, name: sender.name },
+          to,
+          scope: null,
+          text,
+          sent_at: at,
+        };
+        appendEvent(
+          'message.sent',
+          from,
+          { message_id: id, from_name: sender.name, to, to_name: recipient.name, bytes: Buffer.byteLength(text) },
+          { messageId: id, audience: new Set([from, to]), message },
+        );
+        return message;
+      });
+    },
+
+    broadcast(from, text, scope = 'machine') {
+      return write(() => {
+        const sender = actingPeer(from);
+        const recipients = q.livePeers
+          .all()
+          .filter((row) => row.id !== from && inScope(sender, row, scope));
+        const at = iso(now());
+        const id = Number(q.insertMessage.run(from, sender.name, null, scope, text, at).lastInsertRowid);
+        for (const row of recipients) q.insertDelivery.run(row.id, id);
+        const message: MessageView = {
+          id,
+          from: { id: from, name: sender.name },
+          to: null,
+          scope,
+          text,
+          sent_at: at,
+        };
+        appendEvent(
+          'message.sent',
+          from,
+          { message_id: id, from_name: sender.name, to: null, scope, recipients: recipients.length, bytes: Buffer.byteLength(text) },
+          { messageId: id, audience: new Set([from, ...recipients.map((r) => r.id)]), message },
+        );
+        return { message, recipients: recipients.length };
+      });
+    },
+
+    inbox(peerId, options = {}) {
+      requirePeer(peerId);
+      const limit = options.limit ?? 100;
+      const rows = options.unreadOnly === false ? q.inboxAll.all(peerId, limit) : q.inboxUnread.all(peerId, limit);
+      return rows.map(messageView);
+    },
+
+    markRead(peerId, ids) {
+      return write(() => {
+        actingPeer(peerId);
+        const at = iso(now());
+        if (ids === undefined) return q.markAllRead.run(at, peerId).changes;
+        let changed = 0;
+        for (const id of ids) changed += q.markOneRead.run(at, peerId, id).changes;
+        return changed;
+      });
+    },
+
+    events({ since = 0, viewer, limit = 500 }) {
+      const rows =
+        viewer === undefined ? q.eventsAll.all(since, limit) : q.eventsFor.all({ since, viewer, limit });
+      return rows.map((row) => {
+        const event = eventView(row);
+        messageFor(event, viewer, row.message_id);
+        return event;
+      });
+    },
+
+    lastEventSeq: () => q.lastSeq.get() as number,
+
+    stateGet(project, key) {
+      const row = q.stateGet.get(project, key);
+      return row && stateView(row);
+    },
+
+    stateSet(peerId, project, key, value) {
+      return write(() => {
+        const peer = actingPeer(peerId);
+        const at = iso(now());
+        q.stateSet.run(project, key, value, peerId, peer.name, at);
+        appendEvent('state.changed', peerId, {
+          project,
+          key,
+          by: peer.name,
+          deleted: false,
+          bytes: Buffer.byteLength(value),
+        });
+        return stateView(q.stateGet.get(project, key) as MeshStateRow);
+      });
+    },
+
+    stateList: (project) => q.stateList.all(project).map(stateView),
+
+    stateDelete(peerId, project, key) {
+      return write(() => {
+        const peer = actingPeer(peerId);
+        const deleted = q.stateDelete.run(project, key).changes > 0;
+        if (deleted) appendEvent('state.changed', peerId, { project, key, by: peer.name, deleted: true });
+        return deleted;
+      });
+    },
+
+    claim(peerId, path, ttlMs = limits.claimTtlMs) {
+      return write(() => {
+        const peer = actingPeer(peerId);
+        const held = liveClaim(path);
+        if (held !== undefined && held.peer_id !== peerId) {
+          const holder = q.peer.get(held.peer_id);
+          throw new HttpError(
+            409,
+            'file_claimed',
+            `${path} is claimed by ${holder?.name ?? held.peer_id} (peer ${held.peer_id}) until ${held.expires_at}; ask them, or wait`,
+          );
+        }
+        const at = now();
+        const expires = iso(at + ttlMs);
+        q.upsertClaim.run(path, peerId, iso(at), expires);
+        appendEvent('file.claimed', peerId, {
+          path,
+          by: peer.name,
+          expires_at: expires,
+          renewed: held !== undefined,
+        });
+        return { path, peer_id: peerId, peer_name: peer.name, claimed_at: iso(at), expires_at: expires };
+      });
+    },
+
+    release(peerId, path) {
+      write(() => {
+        const peer = actingPeer(peerId);
+        const held = liveClaim(path);
+        if (held === undefined) {
+          throw new HttpError(404, 'claim_not_found', `${path} is not claimed`);
+        }
+        if (held.peer_id !== peerId) {
+          throw new HttpError(
+            409,
+            'file_claimed',
+            `${path} is claimed by peer ${held.peer_id}, not by you; only the holder can release it`,
+          );
+        }
+        q.deleteClaim.run(path);
+        appendEvent('file.released', peerId, { path, by: peer.name, reason: 'released' });
+      });
+    },
+
+    claims: () =>
+      q.liveClaims.all(iso(now())).map((row) => ({
+        path: row.path,
+        peer_id: row.peer_id,
+        peer_name: row.peer_name,
+        claimed_at: row.claimed_at,
+        expires_at: row.expires_at,
+      })),
+
+    sweep() {
+      return write(() => {
+        const at = now();
+        let gone = 0;
+        for (const row of q.silentPeers.all(iso(at - limits.peerTimeoutMs))) {
+          q.leavePeer.run({ id: row.id, presence: 'gone', at: iso(at) });
+          releaseAllClaims(row.id, 'gone');
+          appendEvent('peer.left', row.id, { name: row.name, reason: 'timeout' });
+          gone += 1;
+        }
+        const expired = q.expiredClaims.all(iso(at));
+        for (const claim of expired) {
+          q.deleteClaim.run(claim.path);
+          appendEvent('file.released', claim.peer_id, { path: claim.path, reason: 'expired' });
+        }
+        const messages = q.pruneMessages.run(iso(at - limits.messageTtlMs)).changes;
+        const events = q.pruneEvents.run(iso(at - limits.eventTtlMs)).changes;
+        const peers = q.prunePeers.run(iso(at - limits.eventTtlMs)).changes;
+        return { gone, expiredClaims: expired.length, messages, events, peers };
+      });
+    },
+
+    counts: () => q.counts.get({ at: iso(now()) }) as ReturnType<MeshBroker['counts']>,
+
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
+
+function stateView(row: MeshStateRow): StateView {
+  return {
+    project: row.project,
+    key: row.key,
+    value: row.value,
+    set_by: { id: row.set_by, name: row.set_by_name },
+    updated_at: row.updated_at,
+  };
+}

@@ -1,0 +1,17 @@
+export { createMesh, type Mesh, type MeshOptions } from './service.js';
+export {
+  createMeshBroker,
+  DEFAULT_MESH_LIMITS,
+  type BrokerNotice,
+  type ClaimView,
+  type EventType,
+  type EventView,
+  type MeshBroker,
+  type MeshLimits,
+  type MessageView,
+  type PeerView,
+  type Scope,
+  type StateView,
+} from './broker.js';
+export { readMeshEndpoint } from './token.js';
+export { MAX_PAYLOAD_BYTES, MAX_SUMMARY_CHARS, MESH_BODY_LIMIT } from './schemas.js';

@@ -1,0 +1,44 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync, renameSync } from 'node:fs';
+import { homeFile, writePrivateFile } from '../config/index.js';
+import { constantTimeEqual, sha256Hex } from '../crypto/index.js';
+
+function replacePrivateFile(path: string, data: string): void {
+  // Readers (palisade mcp, the CLI) must never see a half-written token.
+  const temp = `${path}.${process.pid}.tmp`;
+  writePrivateFile(temp, data);
+  renameSync(temp, path);
+}
+
+/** Mints the broker's bearer token (32 random bytes, hex) and writes it to `mesh.token` (0600). */
+export function writeMeshToken(home: string): string {
+  const token = randomBytes(32).toString('hex');
+  replacePrivateFile(homeFile(home, 'mesh.token'), `${token}\n`);
+  return token;
+}
+
+/** Records the broker's loopback URL in `mesh.url` (0600) for clients on this machine. */
+export function writeMeshUrl(home: string, url: string): void {
+  replacePrivateFile(homeFile(home, 'mesh.url'), `${url}\n`);
+}
+
+/** The token and URL of the broker serving `home`, or undefined for what is not there. */
+export function readMeshEndpoint(home: string): { token?: string; url?: string } {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const token = read(homeFile(home, 'mesh.token'));
+  const url = read(homeFile(home, 'mesh.url'));
+  return { ...(token ? { token } : {}), ...(url ? { url } : {}) };
+}
+
+/** Checks an `Authorization: Bearer <token>` header in constant time. */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  if (header === undefined || !header.startsWith('Bearer ')) return false;
+  // Digests first, so not even the length of a wrong token shows in the timing.
+  return constantTimeEqual(sha256Hex(header.slice(7).trim()), sha256Hex(token));
+}
