@@ -8,6 +8,7 @@ import { registerAuditCommands } from './audit.js';
 import { CliError } from './context.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerKeyCommands } from './keys.js';
+import { registerMcpCommand } from './mcp.js';
 import { registerServeCommand } from './serve.js';
 import { registerUpstreamCommands } from './upstreams.js';
 
@@ -24,6 +25,7 @@ registerUpstreamCommands(program);
 registerAnthropicCommands(program);
 registerAuditCommands(program);
 registerDoctorCommand(program);
+registerMcpCommand(program);
 
 /** Errors a user can fix print one line and no stack trace. */
 function fail(error: unknown): never {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { basename } from 'node:path';
 import type { Statement } from 'better-sqlite3';
 import { HttpError } from '../server/errors.js';
 import type {
@@ -438,7 +439,7 @@ export function createMeshBroker(options: {
         const id = randomUUID();
         const at = iso(now());
         const agent = input.agent ?? 'unknown';
-        const name = input.name ?? `${agent}-${id.slice(0, 4)}`;
+        const name = input.name ?? `${agent}@${basename(input.git_root ?? input.cwd) || 'root'}-${id.slice(0, 4)}`;
         q.insertPeer.run({
           id,
           name,

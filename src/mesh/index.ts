@@ -15,3 +15,14 @@ export {
 } from './broker.js';
 export { readMeshEndpoint } from './token.js';
 export { MAX_PAYLOAD_BYTES, MAX_SUMMARY_CHARS, MESH_BODY_LIMIT } from './schemas.js';
+export {
+  createMeshClient,
+  describeNoBroker,
+  MeshRequestError,
+  MeshUnavailableError,
+  startBackgroundBroker,
+  type MeshClient,
+  type MeshStatus,
+} from './client.js';
+export { runMcpServer, detectAgent, findGitRoot, type McpServerOptions } from './mcp-server.js';
+export { framePeerContent, PEER_CONTENT_NOTICE, type PeerContent } from './framing.js';

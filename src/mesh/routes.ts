@@ -13,6 +13,8 @@ export interface MeshRoutesOptions {
   token: string;
   /** Requests per peer per window (see createWindowLimiter). */
   limiter: WindowLimiter;
+  /** The limiter's count per 10 s, for /mesh/status. */
+  rateLimit: number;
   version: string;
   startedAt: number;
   /** How often an idle SSE stream gets a comment line, so proxies and clients keep it. */
@@ -124,7 +126,13 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     uptime_s: Math.floor((Date.now() - options.startedAt) / 1000),
     ...broker.counts(),
     last_event_seq: broker.lastEventSeq(),
-    limits: broker.limits,
+    limits: {
+      rate_limit_per_10s: options.rateLimit,
+      peer_timeout_ms: broker.limits.peerTimeoutMs,
+      claim_ttl_ms: broker.limits.claimTtlMs,
+      message_ttl_ms: broker.limits.messageTtlMs,
+      event_ttl_ms: broker.limits.eventTtlMs,
+    },
   }));
 
   mesh.post('/peers', routeOptions, async (request, reply) => {

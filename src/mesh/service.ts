@@ -65,6 +65,7 @@ export function createMesh(options: MeshOptions): Mesh {
       broker,
       token,
       limiter,
+      rateLimit: options.rateLimit,
       version: options.version,
       startedAt: options.startedAt,
     });
