@@ -3,14 +3,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { homeFile } from '../config/index.js';
-import type {
-  ClaimView,
-  EventView,
-  MessageView,
-  PeerView,
-  Scope,
-  StateView,
-} from './broker.js';
+import type { ClaimView, EventView, MessageView, PeerView, Scope, StateView } from './broker.js';
 import { readMeshEndpoint } from './token.js';
 
 /** No broker answers for this home (and none could be started). */
@@ -175,13 +168,19 @@ export function createMeshClient(options: MeshClientOptions) {
       summary?: string;
     }) => call<Registered>('POST', '/mesh/peers', input),
     heartbeat: (id: string) => call<{ peer: PeerView }>('POST', `/mesh/peers/${id}/heartbeat`),
-    update: (id: string, changes: { summary?: string; status?: string; name?: string; agent?: string }) =>
-      call<{ peer: PeerView }>('PATCH', `/mesh/peers/${id}`, changes),
+    update: (
+      id: string,
+      changes: { summary?: string; status?: string; name?: string; agent?: string },
+    ) => call<{ peer: PeerView }>('PATCH', `/mesh/peers/${id}`, changes),
     unregister: (id: string) => call<void>('DELETE', `/mesh/peers/${id}`),
     peers: (query: { scope?: Scope; peer_id?: string; include_left?: boolean } = {}) =>
       call<{ peers: PeerView[] }>('GET', '/mesh/peers', undefined, query),
     send: (from: string, to: string, text: string) =>
-      call<{ message: MessageView; recipients: number }>('POST', '/mesh/messages', { from, to, text }),
+      call<{ message: MessageView; recipients: number }>('POST', '/mesh/messages', {
+        from,
+        to,
+        text,
+      }),
     broadcast: (from: string, text: string, scope?: Scope) =>
       call<{ message: MessageView; recipients: number }>('POST', '/mesh/messages', {
         from,

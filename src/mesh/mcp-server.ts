@@ -4,6 +4,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import { parseDuration } from '../config/index.js';
 import type { EventView, MessageView, PeerView, Scope } from './broker.js';
 import {
   createMeshClient,
@@ -70,7 +71,8 @@ function toolError(error: unknown): CallToolResult {
 }
 
 function describePeer(peer: PeerView, self: string | undefined): string {
-  const where = peer.git_root && peer.git_root !== peer.cwd ? `${peer.cwd} (repo ${peer.git_root})` : peer.cwd;
+  const where =
+    peer.git_root && peer.git_root !== peer.cwd ? `${peer.cwd} (repo ${peer.git_root})` : peer.cwd;
   return [
     `${peer.name}${peer.id === self ? ' (you)' : ''}: ${peer.agent}, ${peer.presence}, ${peer.status}`,
     `  id ${peer.id}`,
@@ -124,6 +126,8 @@ function eventLine(event: EventView): string {
 export async function runMcpServer(options: McpServerOptions): Promise<{ close(): Promise<void> }> {
   const client: MeshClient = createMeshClient({
     home: options.home,
+    // A broker restarting takes a few seconds; tool calls wait that long before giving up.
+    retryForMs: parseDuration(options.env.PALISADE_MESH_RETRY ?? '') ?? 10_000,
     ...(options.startBroker ? { startBroker: options.startBroker } : {}),
   });
   const cwd = resolve(options.cwd);
@@ -142,7 +146,9 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
         cwd,
         git_root: gitRoot,
         ...(agent ? { agent } : {}),
-        ...(options.env.PALISADE_MESH_NAME ? { name: options.env.PALISADE_MESH_NAME.slice(0, 64) } : {}),
+        ...(options.env.PALISADE_MESH_NAME
+          ? { name: options.env.PALISADE_MESH_NAME.slice(0, 64) }
+          : {}),
         pid: process.ppid > 1 ? process.ppid : process.pid,
       });
       registered = result;
@@ -171,7 +177,10 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     try {
       return await body(id);
     } catch (error) {
-      if (error instanceof MeshRequestError && (error.code === 'peer_not_found' || error.code === 'peer_left')) {
+      if (
+        error instanceof MeshRequestError &&
+        (error.code === 'peer_not_found' || error.code === 'peer_left')
+      ) {
         registered = undefined;
         return body(await self());
       }
@@ -200,10 +209,16 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     if (byId) return byId;
     const byName = peers.filter((p) => p.name === ref);
     const matches =
-      byName.length > 0 ? byName : ref.length >= 4 ? peers.filter((p) => p.id.startsWith(ref.toLowerCase())) : [];
+      byName.length > 0
+        ? byName
+        : ref.length >= 4
+          ? peers.filter((p) => p.id.startsWith(ref.toLowerCase()))
+          : [];
     if (matches.length === 1) return matches[0] as PeerView;
     if (matches.length > 1) {
-      throw new Error(`"${ref}" names ${matches.length} peers (${matches.map((p) => p.id).join(', ')}); use a peer id`);
+      throw new Error(
+        `"${ref}" names ${matches.length} peers (${matches.map((p) => p.id).join(', ')}); use a peer id`,
+      );
     }
     throw new Error(`no peer "${ref}" on this machine; mesh_peers lists them`);
   }
@@ -226,7 +241,9 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     inputSchema: Shape,
     run: (args: z.infer<z.ZodObject<Shape>>) => Promise<string>,
   ) =>
-    server.registerTool(name, { description, inputSchema }, (async (args: z.infer<z.ZodObject<Shape>>) => {
+    server.registerTool(name, { description, inputSchema }, (async (
+      args: z.infer<z.ZodObject<Shape>>,
+    ) => {
       try {
         return ok(await run(args));
       } catch (error) {
@@ -242,13 +259,23 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
       const id = await self();
       const chosen: Scope = scope ?? 'machine';
       if (chosen === 'repo' && gitRoot === null) {
-        throw new Error(`${cwd} is not inside a git repository; use scope "directory" or "machine"`);
+        throw new Error(
+          `${cwd} is not inside a git repository; use scope "directory" or "machine"`,
+        );
       }
       const { peers } = await asPeer((me) => client.peers({ scope: chosen, peer_id: me }));
       const others = peers.filter((p) => p.id !== id);
-      if (peers.length === 0 || others.length === 0) return `No other peers (scope ${chosen}). You are ${registered?.peer.name} (${id}).`;
+      if (peers.length === 0 || others.length === 0)
+        return `No other peers (scope ${chosen}). You are ${registered?.peer.name} (${id}).`;
       return framePeerContent(
-        peers.map((p) => ({ kind: 'peer', from: p.name, peerId: p.id, agent: p.agent, at: p.last_seen_at, text: describePeer(p, id) })),
+        peers.map((p) => ({
+          kind: 'peer',
+          from: p.name,
+          peerId: p.id,
+          agent: p.agent,
+          at: p.last_seen_at,
+          text: describePeer(p, id),
+        })),
         `${others.length} other peer(s) (scope ${chosen}); you are ${registered?.peer.name} (${id}).`,
       );
     },
@@ -289,7 +316,8 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
       const { messages } = await asPeer((me) =>
         client.inbox(me, { unread: !include_read, limit: limit ?? 50 }),
       );
-      if (messages.length === 0) return include_read ? 'Your inbox is empty.' : 'No unread messages.';
+      if (messages.length === 0)
+        return include_read ? 'Your inbox is empty.' : 'No unread messages.';
       const unread = messages.filter((m) => !m.read_at).map((m) => m.id);
       if (unread.length > 0) await asPeer((me) => client.markRead(me, unread));
       const peers = await peerMap();
@@ -304,11 +332,16 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     'mesh_set_summary',
     'Tell other peers what you are working on (at most 500 characters), and optionally your status.',
     {
-      summary: z.string().max(MAX_SUMMARY_CHARS * 2).describe('what you are doing, in a sentence or two'),
+      summary: z
+        .string()
+        .max(MAX_SUMMARY_CHARS * 2)
+        .describe('what you are doing, in a sentence or two'),
       status: z.enum(['active', 'busy', 'idle', 'blocked']).optional(),
     },
     async ({ summary, status }) => {
-      const { peer } = await asPeer((me) => client.update(me, { summary, ...(status ? { status } : {}) }));
+      const { peer } = await asPeer((me) =>
+        client.update(me, { summary, ...(status ? { status } : {}) }),
+      );
       return `Summary set for ${peer.name}${status ? `, status ${peer.status}` : ''}.`;
     },
   );
@@ -328,7 +361,13 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
         const { entries } = await client.stateList(ns);
         if (entries.length === 0) return `No keys in ${ns}.`;
         return framePeerContent(
-          entries.map((e) => ({ kind: 'state', from: e.set_by.name, peerId: e.set_by.id, at: e.updated_at, text: `${e.key} = ${e.value}` })),
+          entries.map((e) => ({
+            kind: 'state',
+            from: e.set_by.name,
+            peerId: e.set_by.id,
+            at: e.updated_at,
+            text: `${e.key} = ${e.value}`,
+          })),
           `${entries.length} key(s) in ${ns}.`,
         );
       }
@@ -336,7 +375,15 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
       if (action === 'get') {
         const { entry } = await client.stateGet(ns, key);
         return framePeerContent(
-          [{ kind: 'state', from: entry.set_by.name, peerId: entry.set_by.id, at: entry.updated_at, text: entry.value }],
+          [
+            {
+              kind: 'state',
+              from: entry.set_by.name,
+              peerId: entry.set_by.id,
+              at: entry.updated_at,
+              text: entry.value,
+            },
+          ],
           `${key} in ${ns}:`,
         );
       }
@@ -385,15 +432,31 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
       );
       cursor = next;
       const me = await self();
-      const others = events.filter((e) => e.peer_id !== me);
+      // What this session did itself, and messages it already read in mesh_inbox, are no news.
+      const others = events.filter((e) => e.peer_id !== me && !e.message?.read_at);
       if (others.length === 0) return `Nothing happened in ${timeout_seconds ?? 30} s.`;
       const messages = others.flatMap((e) => (e.message ? [e.message] : []));
-      if (messages.length > 0) await asPeer((id) => client.markRead(id, messages.map((m) => m.id)));
+      if (messages.length > 0)
+        await asPeer((id) =>
+          client.markRead(
+            id,
+            messages.map((m) => m.id),
+          ),
+        );
       const peers = messages.length > 0 ? await peerMap() : new Map<string, PeerView>();
       const lines = others.filter((e) => !e.message).map(eventLine);
       return framePeerContent(
         [
-          ...(lines.length > 0 ? [{ kind: 'events', from: 'palisade-mesh', at: new Date().toISOString(), text: lines.join('\n') }] : []),
+          ...(lines.length > 0
+            ? [
+                {
+                  kind: 'events',
+                  from: 'palisade-mesh',
+                  at: new Date().toISOString(),
+                  text: lines.join('\n'),
+                },
+              ]
+            : []),
           ...messages.map((m) => messageContent(m, peers)),
         ],
         `${others.length} event(s)${messages.length > 0 ? `, ${messages.length} of them message(s) to you` : ''}.`,
@@ -401,27 +464,33 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     },
   );
 
-  tool('mesh_status', 'Show the broker, who you are on the mesh, and what is waiting for you.', {}, async () => {
-    const status = await client.status();
-    const id = await self();
-    const [{ messages }, { claims }] = await Promise.all([
-      asPeer((me) => client.inbox(me, { unread: true, limit: 1000 })),
-      client.claims(),
-    ]);
-    const mine = claims.filter((c) => c.peer_id === id);
-    return [
-      `Broker: Palisade ${status.version}, up ${status.uptime_s} s, ${status.peers_online} peer(s) online.`,
-      `You: ${registered?.peer.name} (${id}), agent ${registered?.peer.agent}, in ${cwd}${gitRoot ? ` (repo ${gitRoot})` : ''}.`,
-      `Unread messages: ${messages.length}.`,
-      `Your claims: ${mine.length === 0 ? 'none' : mine.map((c) => `${c.path} (until ${c.expires_at})`).join(', ')}.`,
-    ].join('\n');
-  });
+  tool(
+    'mesh_status',
+    'Show the broker, who you are on the mesh, and what is waiting for you.',
+    {},
+    async () => {
+      const status = await client.status();
+      const id = await self();
+      const [{ messages }, { claims }] = await Promise.all([
+        asPeer((me) => client.inbox(me, { unread: true, limit: 1000 })),
+        client.claims(),
+      ]);
+      const mine = claims.filter((c) => c.peer_id === id);
+      return [
+        `Broker: Palisade ${status.version}, up ${status.uptime_s} s, ${status.peers_online} peer(s) online.`,
+        `You: ${registered?.peer.name} (${id}), agent ${registered?.peer.agent}, in ${cwd}${gitRoot ? ` (repo ${gitRoot})` : ''}.`,
+        `Unread messages: ${messages.length}.`,
+        `Your claims: ${mine.length === 0 ? 'none' : mine.map((c) => `${c.path} (until ${c.expires_at})`).join(', ')}.`,
+      ].join('\n');
+    },
+  );
 
   server.server.oninitialized = () => {
     const clientName = server.server.getClientVersion()?.name;
     if (agent === undefined && clientName) {
       agent = clientName.slice(0, 64);
-      if (registered) void asPeer((me) => client.update(me, { agent: agent as string })).catch(() => undefined);
+      if (registered)
+        void asPeer((me) => client.update(me, { agent: agent as string })).catch(() => undefined);
     }
   };
 
