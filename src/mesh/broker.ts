@@ -130,7 +130,11 @@ export interface MeshBroker {
   /** Online and gone peers within `scope` of `viewer` (every peer for `machine`). */
   peers(options?: { scope?: Scope; viewer?: string; includeLeft?: boolean }): PeerView[];
   send(from: string, to: string, text: string): MessageView;
-  broadcast(from: string, text: string, scope?: Scope): { message: MessageView; recipients: number };
+  broadcast(
+    from: string,
+    text: string,
+    scope?: Scope,
+  ): { message: MessageView; recipients: number };
   inbox(peerId: string, options?: { unreadOnly?: boolean; limit?: number }): MessageView[];
   /** Marks messages read (all unread ones when `ids` is omitted); returns how many changed. */
   markRead(peerId: string, ids?: number[]): number;
@@ -146,7 +150,14 @@ export interface MeshBroker {
   claims(): ClaimView[];
   /** Marks silent peers gone, expires claims, prunes old messages and events. */
   sweep(): { gone: number; expiredClaims: number; messages: number; events: number; peers: number };
-  counts(): { peers_online: number; peers_gone: number; messages: number; unread: number; events: number; claims: number };
+  counts(): {
+    peers_online: number;
+    peers_gone: number;
+    messages: number;
+    unread: number;
+    events: number;
+    claims: number;
+  };
   subscribe(listener: (notice: BrokerNotice) => void): () => void;
   limits: MeshLimits;
 }
@@ -272,10 +283,9 @@ export function createMeshBroker(options: {
     insertEvent: db.prepare(
       'insert into mesh_event (type, peer_id, message_id, data, created_at) values (?, ?, ?, ?, ?)',
     ),
-    eventsAll: db.prepare('select * from mesh_event where seq > ? order by seq limit ?') as Statement<
-      [number, number],
-      MeshEventRow
-    >,
+    eventsAll: db.prepare(
+      'select * from mesh_event where seq > ? order by seq limit ?',
+    ) as Statement<[number, number], MeshEventRow>,
     // A message's event is seen by its sender and its recipients only; other events by all.
     eventsFor: db.prepare(
       `select e.* from mesh_event e where e.seq > @since and (
@@ -283,9 +293,9 @@ export function createMeshBroker(options: {
            select 1 from mesh_delivery d where d.message_id = e.message_id and d.peer_id = @viewer))
        order by e.seq limit @limit`,
     ) as Statement<[{ since: number; viewer: string; limit: number }], MeshEventRow>,
-    isRecipient: db.prepare(
-      'select 1 from mesh_delivery where message_id = ? and peer_id = ?',
-    ).pluck(),
+    delivery: db.prepare(
+      'select read_at from mesh_delivery where message_id = ? and peer_id = ?',
+    ) as Statement<[number, string], { read_at: string | null }>,
     lastSeq: db.prepare('select coalesce(max(seq), 0) from mesh_event').pluck(),
     stateGet: db.prepare('select * from mesh_state where project = ? and key = ?') as Statement<
       [string, string],
@@ -324,9 +334,7 @@ export function createMeshBroker(options: {
     ) as Statement<[string], MeshClaimRow & { peer_name: string }>,
     pruneMessages: db.prepare('delete from mesh_message where created_at < ?'),
     pruneEvents: db.prepare('delete from mesh_event where created_at < ?'),
-    prunePeers: db.prepare(
-      "delete from mesh_peer where presence != 'online' and last_seen_at < ?",
-    ),
+    prunePeers: db.prepare("delete from mesh_peer where presence != 'online' and last_seen_at < ?"),
     counts: db.prepare(
       `select
          (select count(*) from mesh_peer where presence = 'online') as peers_online,
@@ -348,11 +356,27 @@ export function createMeshBroker(options: {
     type: EventType,
     peerId: string | null,
     data: Record<string, unknown>,
-    extra: { messageId?: number; audience?: ReadonlySet<string> | null; message?: MessageView } = {},
+    extra: {
+      messageId?: number;
+      audience?: ReadonlySet<string> | null;
+      message?: MessageView;
+    } = {},
   ): EventView {
     const at = iso(now());
-    const result = q.insertEvent.run(type, peerId, extra.messageId ?? null, JSON.stringify(data), at);
-    const event: EventView = { seq: Number(result.lastInsertRowid), type, peer_id: peerId, data, at };
+    const result = q.insertEvent.run(
+      type,
+      peerId,
+      extra.messageId ?? null,
+      JSON.stringify(data),
+      at,
+    );
+    const event: EventView = {
+      seq: Number(result.lastInsertRowid),
+      type,
+      peer_id: peerId,
+      data,
+      at,
+    };
     const notice: BrokerNotice = { event, audience: extra.audience ?? null };
     if (extra.message) notice.message = extra.message;
     pending.push(notice);
@@ -426,9 +450,10 @@ export function createMeshBroker(options: {
 
   function messageFor(event: EventView, viewer: string | undefined, messageId: number | null) {
     if (viewer === undefined || messageId === null || event.peer_id === viewer) return;
-    if (q.isRecipient.get(messageId, viewer) === undefined) return;
+    const delivery = q.delivery.get(messageId, viewer);
+    if (delivery === undefined) return;
     const row = q.message.get(messageId);
-    if (row) event.message = messageView(row);
+    if (row) event.message = messageView({ ...row, read_at: delivery.read_at });
   }
 
   return {
@@ -439,7 +464,9 @@ export function createMeshBroker(options: {
         const id = randomUUID();
         const at = iso(now());
         const agent = input.agent ?? 'unknown';
-        const name = input.name ?? `${agent}@${basename(input.git_root ?? input.cwd) || 'root'}-${id.slice(0, 4)}`;
+        const name =
+          input.name ??
+          `${agent}@${basename(input.git_root ?? input.cwd) || 'root'}-${id.slice(0, 4)}`;
         q.insertPeer.run({
           id,
           name,
@@ -515,7 +542,9 @@ export function createMeshBroker(options: {
         const sender = actingPeer(from);
         const recipient = requirePeer(to);
         const at = iso(now());
-        const id = Number(q.insertMessage.run(from, sender.name, to, null, text, at).lastInsertRowid);
+        const id = Number(
+          q.insertMessage.run(from, sender.name, to, null, text, at).lastInsertRowid,
+        );
         q.insertDelivery.run(to, id);
         const message: MessageView = {
           id,
@@ -528,7 +557,13 @@ export function createMeshBroker(options: {
         appendEvent(
           'message.sent',
           from,
-          { message_id: id, from_name: sender.name, to, to_name: recipient.name, bytes: Buffer.byteLength(text) },
+          {
+            message_id: id,
+            from_name: sender.name,
+            to,
+            to_name: recipient.name,
+            bytes: Buffer.byteLength(text),
+          },
           { messageId: id, audience: new Set([from, to]), message },
         );
         return message;
@@ -542,7 +577,9 @@ export function createMeshBroker(options: {
           .all()
           .filter((row) => row.id !== from && inScope(sender, row, scope));
         const at = iso(now());
-        const id = Number(q.insertMessage.run(from, sender.name, null, scope, text, at).lastInsertRowid);
+        const id = Number(
+          q.insertMessage.run(from, sender.name, null, scope, text, at).lastInsertRowid,
+        );
         for (const row of recipients) q.insertDelivery.run(row.id, id);
         const message: MessageView = {
           id,
@@ -555,7 +592,14 @@ export function createMeshBroker(options: {
         appendEvent(
           'message.sent',
           from,
-          { message_id: id, from_name: sender.name, to: null, scope, recipients: recipients.length, bytes: Buffer.byteLength(text) },
+          {
+            message_id: id,
+            from_name: sender.name,
+            to: null,
+            scope,
+            recipients: recipients.length,
+            bytes: Buffer.byteLength(text),
+          },
           { messageId: id, audience: new Set([from, ...recipients.map((r) => r.id)]), message },
         );
         return { message, recipients: recipients.length };
@@ -565,7 +609,10 @@ export function createMeshBroker(options: {
     inbox(peerId, options = {}) {
       requirePeer(peerId);
       const limit = options.limit ?? 100;
-      const rows = options.unreadOnly === false ? q.inboxAll.all(peerId, limit) : q.inboxUnread.all(peerId, limit);
+      const rows =
+        options.unreadOnly === false
+          ? q.inboxAll.all(peerId, limit)
+          : q.inboxUnread.all(peerId, limit);
       return rows.map(messageView);
     },
 
@@ -582,7 +629,9 @@ export function createMeshBroker(options: {
 
     events({ since = 0, viewer, limit = 500 }) {
       const rows =
-        viewer === undefined ? q.eventsAll.all(since, limit) : q.eventsFor.all({ since, viewer, limit });
+        viewer === undefined
+          ? q.eventsAll.all(since, limit)
+          : q.eventsFor.all({ since, viewer, limit });
       return rows.map((row) => {
         const event = eventView(row);
         messageFor(event, viewer, row.message_id);
@@ -619,7 +668,8 @@ export function createMeshBroker(options: {
       return write(() => {
         const peer = actingPeer(peerId);
         const deleted = q.stateDelete.run(project, key).changes > 0;
-        if (deleted) appendEvent('state.changed', peerId, { project, key, by: peer.name, deleted: true });
+        if (deleted)
+          appendEvent('state.changed', peerId, { project, key, by: peer.name, deleted: true });
         return deleted;
       });
     },
@@ -636,6 +686,11 @@ export function createMeshBroker(options: {
             `${path} is claimed by ${holder?.name ?? held.peer_id} (peer ${held.peer_id}) until ${held.expires_at}; ask them, or wait`,
           );
         }
+        const stale = held === undefined ? q.claim.get(path) : undefined;
+        if (stale !== undefined) {
+          // Expired but not yet swept: announce its end before it changes hands.
+          appendEvent('file.released', stale.peer_id, { path, reason: 'expired' });
+        }
         const at = now();
         const expires = iso(at + ttlMs);
         q.upsertClaim.run(path, peerId, iso(at), expires);
@@ -645,7 +700,13 @@ export function createMeshBroker(options: {
           expires_at: expires,
           renewed: held !== undefined,
         });
-        return { path, peer_id: peerId, peer_name: peer.name, claimed_at: iso(at), expires_at: expires };
+        return {
+          path,
+          peer_id: peerId,
+          peer_name: peer.name,
+          claimed_at: iso(at),
+          expires_at: expires,
+        };
       });
     },
 

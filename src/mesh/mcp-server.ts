@@ -50,6 +50,9 @@ export interface McpServerOptions {
   onClosed?: () => void;
 }
 
+const MAX_WAIT_SECONDS = 50;
+const DEFAULT_WAIT_SECONDS = 25;
+
 const SCOPE = z
   .enum(['machine', 'directory', 'repo'])
   .describe(
@@ -425,16 +428,30 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
   tool(
     'mesh_wait_events',
     'Wait for something to happen on the mesh (a message to you, a peer joining or leaving, a claim) and return it. Messages returned are marked read.',
-    { timeout_seconds: z.number().int().min(0).max(60).optional().describe('default 30') },
+    {
+      // MCP clients commonly give up on a tool call after 60 s; stay well inside that.
+      timeout_seconds: z
+        .number()
+        .int()
+        .min(0)
+        .max(MAX_WAIT_SECONDS)
+        .optional()
+        .describe(`0 to ${MAX_WAIT_SECONDS}, default ${DEFAULT_WAIT_SECONDS}`),
+    },
     async ({ timeout_seconds }) => {
       const { events, next } = await asPeer((me) =>
-        client.events({ peer_id: me, since: cursor, wait: (timeout_seconds ?? 30) * 1000 }),
+        client.events({
+          peer_id: me,
+          since: cursor,
+          wait: (timeout_seconds ?? DEFAULT_WAIT_SECONDS) * 1000,
+        }),
       );
       cursor = next;
       const me = await self();
       // What this session did itself, and messages it already read in mesh_inbox, are no news.
       const others = events.filter((e) => e.peer_id !== me && !e.message?.read_at);
-      if (others.length === 0) return `Nothing happened in ${timeout_seconds ?? 30} s.`;
+      if (others.length === 0)
+        return `Nothing happened in ${timeout_seconds ?? DEFAULT_WAIT_SECONDS} s.`;
       const messages = others.flatMap((e) => (e.message ? [e.message] : []));
       if (messages.length > 0)
         await asPeer((id) =>

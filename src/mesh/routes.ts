@@ -39,10 +39,15 @@ function actingPeerId(request: FastifyRequest): string {
   return 'anonymous';
 }
 
-/** One spelling per file (`/a/./b/../c` is `/a/c`), so two peers cannot claim it twice. */
+/** One spelling per file (`/a/./b/../c/` is `/a/c`), so two peers cannot claim it twice. */
 function normalizePath(path: string): string {
-  return /^[A-Za-z]:[\\/]/.test(path) ? win32.normalize(path) : posix.normalize(path);
+  const windows = /^[A-Za-z]:[\\/]/.test(path);
+  const normal = windows ? win32.normalize(path) : posix.normalize(path);
+  // A trailing separator is another spelling too; the root keeps its own.
+  return normal.length > (windows ? 3 : 1) ? normal.replace(/[\\/]$/, '') : normal;
 }
+
+const isHealth = (request: FastifyRequest) => request.routeOptions.url === '/mesh/health';
 
 function isVisible(notice: BrokerNotice, viewer: string | undefined): boolean {
   return viewer === undefined || notice.audience === null || notice.audience.has(viewer);
@@ -73,7 +78,21 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
   const { broker, token, limiter } = options;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
 
-  mesh.setErrorHandler(createErrorHandler(MESH_BODY_LIMIT));
+  // Streams and long polls held open; ended at shutdown so the server need not wait for them.
+  const holding = new Set<() => void>();
+  mesh.addHook('preClose', async () => {
+    for (const end of holding) end();
+  });
+
+  mesh.setErrorHandler(
+    createErrorHandler(MESH_BODY_LIMIT, undefined, 'the mesh takes at most 1 MB'),
+  );
+  // JSON only: a text/plain body would otherwise arrive as a string (415, not 400).
+  mesh.removeContentTypeParser('text/plain');
+  // Every route's body is held to the mesh limit, not only those that expect one.
+  mesh.addHook('onRoute', (route) => {
+    route.bodyLimit = Math.min(route.bodyLimit ?? MESH_BODY_LIMIT, MESH_BODY_LIMIT);
+  });
 
   mesh.addHook('onRequest', async (request) => {
     // The socket's own address: X-Forwarded-For cannot make a remote client local.
@@ -92,7 +111,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
         'the mesh broker does not serve browsers (a request with an Origin header was refused)',
       );
     }
-    if (request.url === '/mesh/health') return;
+    if (isHealth(request)) return;
     if (!bearerMatches(request.headers.authorization, token)) {
       throw new HttpError(
         401,
@@ -104,7 +123,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
   });
 
   mesh.addHook('preHandler', async (request, reply) => {
-    if (request.url === '/mesh/health') return;
+    if (isHealth(request)) return;
     const wait = limiter.take(actingPeerId(request));
     if (wait > 0) {
       reply.header('retry-after', String(wait));
@@ -114,6 +133,15 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
         `too many requests from this peer; retry in ${wait} s (PALISADE_MESH_RATE_LIMIT per 10 s)`,
       );
     }
+  });
+
+  // Unknown paths under /mesh pass the same door (loopback, no Origin, token) before their 404.
+  mesh.setNotFoundHandler(async (request) => {
+    throw new HttpError(
+      404,
+      'not_found',
+      `no route for ${request.method} ${request.url.split('?', 1)[0]}`,
+    );
   });
 
   const routeOptions = { bodyLimit: MESH_BODY_LIMIT };
@@ -220,7 +248,8 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     const viewer = query.peer_id;
     if (viewer) broker.heartbeat(viewer);
     const since = query.since ?? 0;
-    const read = () => broker.events({ since, limit: query.limit ?? 500, ...(viewer ? { viewer } : {}) });
+    const read = () =>
+      broker.events({ since, limit: query.limit ?? 500, ...(viewer ? { viewer } : {}) });
     let events = read();
     if (events.length === 0 && (query.wait ?? 0) > 0) {
       await new Promise<void>((resolve) => {
@@ -228,8 +257,10 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
           clearTimeout(timer);
           unsubscribe();
           reply.raw.off('close', done);
+          holding.delete(done);
           resolve();
         };
+        holding.add(done);
         const timer = setTimeout(done, query.wait);
         const unsubscribe = broker.subscribe((notice) => {
           if (notice.event.seq > since && isVisible(notice, viewer)) done();
@@ -246,8 +277,10 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     const query = parse(schemas.eventsQuery, request.query, 'query string');
     const viewer = query.peer_id;
     if (viewer) broker.heartbeat(viewer);
-    const lastEventId = Number(request.headers['last-event-id']);
-    const since = Number.isSafeInteger(lastEventId) && lastEventId >= 0 ? lastEventId : query.since;
+    const header = request.headers['last-event-id'];
+    const lastEventId =
+      typeof header === 'string' && /^\d{1,15}$/.test(header) ? Number(header) : undefined;
+    const since = lastEventId ?? query.since;
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -270,8 +303,11 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
       if (isVisible(notice, viewer)) push(eventFor(notice, viewer));
     });
     if (since !== undefined) {
-      for (const event of broker.events({ since, limit: 1000, ...(viewer ? { viewer } : {}) })) {
-        push(event);
+      // Page by page: a client that missed more than one page must not lose the rest.
+      for (;;) {
+        const page = broker.events({ since: sent, limit: 1000, ...(viewer ? { viewer } : {}) });
+        for (const event of page) push(event);
+        if (page.length < 1000 || raw.destroyed) break;
       }
     }
     const keepAlive = setInterval(() => {
@@ -284,9 +320,12 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
         }
       }
     }, keepAliveMs);
+    const end = () => raw.end();
+    holding.add(end);
     raw.once('close', () => {
       clearInterval(keepAlive);
       unsubscribe();
+      holding.delete(end);
     });
   });
 
@@ -295,7 +334,11 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     if (query.key === undefined) return { entries: broker.stateList(query.project) };
     const entry = broker.stateGet(query.project, query.key);
     if (entry === undefined) {
-      throw new HttpError(404, 'state_not_found', `no key "${query.key}" in project ${query.project}`);
+      throw new HttpError(
+        404,
+        'state_not_found',
+        `no key "${query.key}" in project ${query.project}`,
+      );
     }
     return { entry };
   });

@@ -13,7 +13,10 @@ const SCOPES = ['machine', 'directory', 'repo'] as const;
 // eslint-disable-next-line no-control-regex -- refusing control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
-const peerId = z.uuidv4({ error: 'must be a peer id (a UUIDv4 from POST /mesh/peers)' });
+// UUIDs are case-insensitive; the broker stores them as randomUUID() writes them, in lower case.
+const peerId = z
+  .uuidv4({ error: 'must be a peer id (a UUIDv4 from POST /mesh/peers)' })
+  .transform((id) => id.toLowerCase());
 
 const label = (max: number) =>
   z
@@ -47,7 +50,13 @@ export const schemas = {
     agent: label(64).optional(),
     cwd: absolutePath,
     git_root: absolutePath.nullable().optional(),
-    pid: z.number().int().positive().max(2 ** 31).nullable().optional(),
+    pid: z
+      .number()
+      .int()
+      .positive()
+      .max(2 ** 31)
+      .nullable()
+      .optional(),
     summary: summary.optional(),
     status: status.optional(),
   }),
@@ -95,7 +104,12 @@ export const schemas = {
   claim: z.strictObject({
     peer_id: peerId,
     path: absolutePath,
-    ttl_ms: z.number().int().min(1000).max(24 * 3_600_000).optional(),
+    ttl_ms: z
+      .number()
+      .int()
+      .min(1000)
+      .max(24 * 3_600_000)
+      .optional(),
   }),
   release: z.strictObject({ peer_id: peerId, path: absolutePath }),
 };
@@ -116,7 +130,8 @@ function describe(error: z.ZodError, value: unknown, where: string): string {
     return `${path} is required`;
   }
   if (issue.code === 'invalid_type' && path === '') return `the ${where} must be a JSON object`;
-  if (issue.code === 'unrecognized_keys') return `unknown field ${issue.keys.join(', ')} in the ${where}`;
+  if (issue.code === 'unrecognized_keys')
+    return `unknown field ${issue.keys.join(', ')} in the ${where}`;
   return path ? `${path}: ${issue.message}` : issue.message;
 }
 

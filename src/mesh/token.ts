@@ -38,7 +38,9 @@ export function readMeshEndpoint(home: string): { token?: string; url?: string }
 
 /** Checks an `Authorization: Bearer <token>` header in constant time. */
 export function bearerMatches(header: string | undefined, token: string): boolean {
-  if (header === undefined || !header.startsWith('Bearer ')) return false;
+  // The scheme is case-insensitive (RFC 9110), as the gateway's key check has it.
+  const presented = header === undefined ? undefined : /^Bearer[ \t]+(.*)$/i.exec(header)?.[1];
+  if (presented === undefined) return false;
   // Digests first, so not even the length of a wrong token shows in the timing.
-  return constantTimeEqual(sha256Hex(header.slice(7).trim()), sha256Hex(token));
+  return constantTimeEqual(sha256Hex(presented.trim()), sha256Hex(token));
 }

@@ -41,7 +41,11 @@ export const openAiErrorBody: ErrorBody = (error, requestId) => ({
 });
 
 /** Maps what Fastify itself throws (body parsing, limits) to errors a client can act on. */
-export function toHttpError(error: FastifyError | Error, bodyLimit: number): HttpError {
+export function toHttpError(
+  error: FastifyError | Error,
+  bodyLimit: number,
+  limitName = 'PALISADE_BODY_LIMIT',
+): HttpError {
   if (error instanceof HttpError) return error;
   const code = (error as FastifyError).code;
   switch (code) {
@@ -49,7 +53,7 @@ export function toHttpError(error: FastifyError | Error, bodyLimit: number): Htt
       return new HttpError(
         413,
         'body_too_large',
-        `request body is larger than the limit of ${bodyLimit} bytes (PALISADE_BODY_LIMIT)`,
+        `request body is larger than the limit of ${bodyLimit} bytes (${limitName})`,
       );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new HttpError(
@@ -98,9 +102,11 @@ export function toHttpError(error: FastifyError | Error, bodyLimit: number): Htt
 export function createErrorHandler(
   bodyLimit: number,
   bodyFor: (request: FastifyRequest) => ErrorBody = () => openAiErrorBody,
+  /** What the client is told sets `bodyLimit`. */
+  limitName?: string,
 ) {
   return (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const httpError = toHttpError(error as FastifyError, bodyLimit);
+    const httpError = toHttpError(error as FastifyError, bodyLimit, limitName);
     if (httpError.status >= 500 && !(error instanceof HttpError)) {
       request.log.error({ err: error }, 'unhandled error');
     }

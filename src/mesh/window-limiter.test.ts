@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createWindowLimiter } from './window-limiter.js';
+
+/** A limiter of 100 per 10 s on a clock the test moves. */
+function limiter(options: { maxIds?: number } = {}) {
+  const clock = { now: 1_000_000 };
+  const limit = createWindowLimiter({
+    limit: 100,
+    windowMs: 10_000,
+    now: () => clock.now,
+    ...options,
+  });
+  return { limit, clock };
+}
+
+function takeMany(take: () => number, count: number): number[] {
+  return Array.from({ length: count }, take);
+}
+
+test('exactly 100 requests are allowed at once; the 101st waits the whole window', () => {
+  const { limit } = limiter();
+  assert.deepEqual(
+    takeMany(() => limit.take('peer'), 100),
+    Array.from({ length: 100 }, () => 0),
+  );
+  assert.equal(limit.take('peer'), 10);
+  assert.equal(limit.take('peer'), 10, 'still refused; a refusal is not counted');
+});
+
+test('100 in any 10 s however they are spread; Retry-After is whole seconds, at least 1', () => {
+  const { limit, clock } = limiter();
+  const start = clock.now;
+  // One every 99 ms: the hundredth lands at 9.801 s.
+  for (let i = 0; i < 100; i++) {
+    clock.now = start + i * 99;
+    assert.equal(limit.take('peer'), 0, `request ${i + 1}`);
+  }
+  clock.now = start + 9_950;
+  assert.equal(limit.take('peer'), 1, '50 ms to wait is 1 s');
+  clock.now = start + 9_999;
+  assert.equal(limit.take('peer'), 1, '1 ms to wait is still 1 s');
+
+  // The first request leaves the window at exactly 10 s: one more may come, then not.
+  clock.now = start + 10_000;
+  assert.equal(limit.take('peer'), 0);
+  assert.equal(limit.take('peer'), 1, 'the second request (at 99 ms) is still inside');
+  clock.now = start + 10_099;
+  assert.equal(limit.take('peer'), 0);
+});
+
+test('the window slides: no burst of 200 across a fixed window boundary', () => {
+  const { limit, clock } = limiter();
+  const start = clock.now;
+  assert.equal(limit.take('peer'), 0);
+  clock.now = start + 9_900;
+  assert.deepEqual(
+    takeMany(() => limit.take('peer'), 99),
+    Array.from({ length: 99 }, () => 0),
+  );
+  // A fixed window starting at `start` would reset here and allow 100 more.
+  clock.now = start + 10_050;
+  assert.equal(limit.take('peer'), 0, 'only the request at 0 s has left the window');
+  const wait = limit.take('peer');
+  assert.equal(wait, 10, 'the rest were made at 9.9 s: 9.85 s to wait, rounded up');
+  clock.now = start + 19_899;
+  assert.ok(limit.take('peer') > 0);
+  clock.now = start + 19_900;
+  assert.deepEqual(
+    takeMany(() => limit.take('peer'), 99),
+    Array.from({ length: 99 }, () => 0),
+  );
+  assert.ok(limit.take('peer') > 0);
+});
+
+test('ids are counted apart', () => {
+  const { limit } = limiter();
+  takeMany(() => limit.take('a'), 100);
+  assert.ok(limit.take('a') > 0);
+  assert.equal(limit.take('b'), 0);
+  assert.deepEqual(
+    takeMany(() => limit.take('b'), 99),
+    Array.from({ length: 99 }, () => 0),
+  );
+  assert.ok(limit.take('b') > 0);
+  assert.ok(limit.take('a') > 0, 'b did not use up or free any of a');
+  assert.equal(limit.size(), 2);
+});
+
+test('ids idle for a whole window are forgotten when room is needed', () => {
+  const { limit, clock } = limiter({ maxIds: 3 });
+  const start = clock.now;
+  limit.take('a');
+  limit.take('b');
+  clock.now = start + 5_000;
+  limit.take('c');
+  assert.equal(limit.size(), 3);
+
+  clock.now = start + 10_000;
+  limit.take('d');
+  assert.equal(limit.size(), 2, 'a and b were idle for 10 s; c was not');
+  takeMany(() => limit.take('c'), 99);
+  assert.ok(limit.take('c') > 0, 'c kept its count');
+
+  // Nothing is forgotten while there is room.
+  clock.now = start + 30_000;
+  limit.take('e');
+  assert.equal(limit.size(), 3);
+  limit.take('f');
+  assert.equal(limit.size(), 2, 'c and d were idle; e was just seen');
+
+  // A forgotten id starts afresh.
+  assert.deepEqual(
+    takeMany(() => limit.take('a'), 100),
+    Array.from({ length: 100 }, () => 0),
+  );
+  assert.ok(limit.take('a') > 0);
+});
