@@ -34,19 +34,8 @@ export const DEFAULT_MESH_LIMITS: MeshLimits = {
   eventTtlMs: 48 * 3_600_000,
 };
 
-export interface PeerView {
-  id: string;
-  name: string;
-  agent: string;
-  cwd: string;
-  git_root: string | null;
-  pid: number | null;
-  summary: string;
-  status: MeshStatus;
-  presence: MeshPeerRow['presence'];
-  registered_at: string;
-  last_seen_at: string;
-}
+/** A peer as the API shows it: its row, less when it left. */
+export type PeerView = Omit<MeshPeerRow, 'left_at'>;
 
 export interface MessageView {
   id: number;
@@ -165,19 +154,8 @@ export interface MeshBroker {
 const iso = (ms: number) => new Date(ms).toISOString() as IsoDate;
 
 function peerView(row: MeshPeerRow): PeerView {
-  return {
-    id: row.id,
-    name: row.name,
-    agent: row.agent,
-    cwd: row.cwd,
-    git_root: row.git_root,
-    pid: row.pid,
-    summary: row.summary,
-    status: row.status,
-    presence: row.presence,
-    registered_at: row.registered_at,
-    last_seen_at: row.last_seen_at,
-  };
+  const { left_at: _leftAt, ...view } = row;
+  return view;
 }
 
 type MessageRowWithRead = MeshMessageRow & { read_at?: string | null };

@@ -933,6 +933,7 @@ describe('the per-peer limit (PALISADE_MESH_RATE_LIMIT at its default of 100)', 
 describe('shutting down with mesh streams open', () => {
   test(
     'open SSE streams and long polls are ended at once, not held for the grace period',
+    { timeout: 30_000 },
     async () => {
       // A grace period longer than the test's own timeout: close() must not wait it out.
       const palisade = await startPalisade({ env: { PALISADE_SHUTDOWN_GRACE: '10m' } });
@@ -955,6 +956,5 @@ describe('shutting down with mesh streams open', () => {
       assert.equal(answered.status, 200);
       assert.deepEqual(JSON.parse(answered.body).events, []);
     },
-    { timeout: 30_000 },
   );
 });
