@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/index.js';
 import { SsrfError } from '../gateway/index.js';
+import { MeshRequestError, MeshUnavailableError } from '../mesh/index.js';
 import { AlreadyRunningError, VERSION } from '../server/index.js';
 import { registerAnthropicCommands } from './anthropic.js';
 import { registerAuditCommands } from './audit.js';
@@ -9,6 +10,7 @@ import { CliError } from './context.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerKeyCommands } from './keys.js';
 import { registerMcpCommand } from './mcp.js';
+import { registerMeshCommands } from './mesh.js';
 import { registerServeCommand } from './serve.js';
 import { registerUpstreamCommands } from './upstreams.js';
 
@@ -26,6 +28,7 @@ registerAnthropicCommands(program);
 registerAuditCommands(program);
 registerDoctorCommand(program);
 registerMcpCommand(program);
+registerMeshCommands(program);
 
 /** Errors a user can fix print one line and no stack trace. */
 function fail(error: unknown): never {
@@ -38,6 +41,10 @@ function fail(error: unknown): never {
   ) {
     process.stderr.write(`palisade: ${error.message}\n`);
     process.exit(2);
+  }
+  if (error instanceof MeshUnavailableError || error instanceof MeshRequestError) {
+    process.stderr.write(`palisade: ${error.message}\n`);
+    process.exit(1);
   }
   if (error instanceof CliError) {
     process.stderr.write(`palisade: ${error.message}\n`);

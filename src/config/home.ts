@@ -8,6 +8,7 @@ export type HomeFile =
   | 'mesh.token'
   | 'mesh.url'
   | 'mesh-broker.log'
+  | 'mesh-cli.peer'
   | 'audit.jsonl'
   | 'palisade.pid';
 

@@ -53,6 +53,7 @@ export type EventType =
   | 'peer.left'
   | 'peer.summary'
   | 'peer.status'
+  | 'peer.moved'
   | 'message.sent'
   | 'state.changed'
   | 'file.claimed'
@@ -107,6 +108,9 @@ export interface PeerChanges {
   agent?: string | undefined;
   summary?: string | undefined;
   status?: MeshStatus | undefined;
+  /** A session that moved to another directory (or repository). */
+  cwd?: string | undefined;
+  git_root?: string | null | undefined;
 }
 
 export interface MeshBroker {
@@ -221,7 +225,8 @@ export function createMeshBroker(options: {
       "update mesh_peer set last_seen_at = ?, presence = 'online' where id = ? and presence != 'left'",
     ),
     updatePeer: db.prepare(
-      'update mesh_peer set name = @name, agent = @agent, summary = @summary, status = @status, last_seen_at = @at where id = @id',
+      `update mesh_peer set name = @name, agent = @agent, summary = @summary, status = @status,
+       cwd = @cwd, git_root = @git_root, last_seen_at = @at where id = @id`,
     ),
     leavePeer: db.prepare(
       "update mesh_peer set presence = @presence, left_at = @at where id = @id and presence != 'left'",
@@ -479,9 +484,18 @@ export function createMeshBroker(options: {
           agent: changes.agent ?? row.agent,
           summary: changes.summary ?? row.summary,
           status: changes.status ?? row.status,
+          cwd: changes.cwd ?? row.cwd,
+          git_root: changes.git_root === undefined ? row.git_root : changes.git_root,
           at: iso(now()),
         };
         q.updatePeer.run(next);
+        if (next.cwd !== row.cwd || next.git_root !== row.git_root) {
+          appendEvent('peer.moved', peerId, {
+            name: next.name,
+            cwd: next.cwd,
+            git_root: next.git_root,
+          });
+        }
         if (next.summary !== row.summary) {
           appendEvent('peer.summary', peerId, { name: next.name, summary: next.summary });
         }

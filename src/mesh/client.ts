@@ -170,7 +170,14 @@ export function createMeshClient(options: MeshClientOptions) {
     heartbeat: (id: string) => call<{ peer: PeerView }>('POST', `/mesh/peers/${id}/heartbeat`),
     update: (
       id: string,
-      changes: { summary?: string; status?: string; name?: string; agent?: string },
+      changes: {
+        summary?: string;
+        status?: string;
+        name?: string;
+        agent?: string;
+        cwd?: string;
+        git_root?: string | null;
+      },
     ) => call<{ peer: PeerView }>('PATCH', `/mesh/peers/${id}`, changes),
     unregister: (id: string) => call<void>('DELETE', `/mesh/peers/${id}`),
     peers: (query: { scope?: Scope; peer_id?: string; include_left?: boolean } = {}) =>

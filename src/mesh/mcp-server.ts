@@ -109,6 +109,8 @@ function eventLine(event: EventView): string {
       return `${event.at} ${who} is now working on: ${String(d.summary)}`;
     case 'peer.status':
       return `${event.at} ${who} is ${String(d.status)}`;
+    case 'peer.moved':
+      return `${event.at} ${who} moved to ${String(d.cwd)}`;
     case 'message.sent':
       return `${event.at} ${who} sent a message to ${d.to === null ? `${String(d.recipients)} peers` : String(d.to_name)}`;
     case 'state.changed':

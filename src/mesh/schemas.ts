@@ -65,6 +65,8 @@ export const schemas = {
     agent: label(64).optional(),
     summary: summary.optional(),
     status: status.optional(),
+    cwd: absolutePath.optional(),
+    git_root: absolutePath.nullable().optional(),
   }),
   peersQuery: z.object({
     scope: scope.optional(),
