@@ -37,9 +37,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('mesh_delivery')
-    .addColumn('peer_id', 'text', (c) =>
-      c.notNull().references('mesh_peer.id').onDelete('cascade'),
-    )
+    .addColumn('peer_id', 'text', (c) => c.notNull().references('mesh_peer.id').onDelete('cascade'))
     .addColumn('message_id', 'integer', (c) =>
       c.notNull().references('mesh_message.id').onDelete('cascade'),
     )
@@ -77,9 +75,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable('mesh_claim')
     .addColumn('path', 'text', (c) => c.primaryKey())
-    .addColumn('peer_id', 'text', (c) =>
-      c.notNull().references('mesh_peer.id').onDelete('cascade'),
-    )
+    .addColumn('peer_id', 'text', (c) => c.notNull().references('mesh_peer.id').onDelete('cascade'))
     .addColumn('claimed_at', 'text', (c) => c.notNull())
     .addColumn('expires_at', 'text', (c) => c.notNull())
     .execute();
