@@ -262,5 +262,7 @@ function loopbackUrl(host: string, port: number): string | undefined {
   if (host === '::') return `http://[::1]:${port}`;
   if (!isLoopbackHost(host)) return undefined;
   if (host === 'localhost') return `http://127.0.0.1:${port}`;
-  return host.includes(':') ? `http://[${host.replace(/^\[|\]$/g, '')}]:${port}` : `http://${host}:${port}`;
+  return host.includes(':')
+    ? `http://[${host.replace(/^\[|\]$/g, '')}]:${port}`
+    : `http://${host}:${port}`;
 }
