@@ -16,6 +16,12 @@ test('the store opens in WAL mode, mode 0600, with every migration applied', asy
     'anthropic_model',
     'api_key',
     'audit_entry',
+    'mesh_claim',
+    'mesh_delivery',
+    'mesh_event',
+    'mesh_message',
+    'mesh_peer',
+    'mesh_state',
     'upstream',
   ]);
   await store.close();
