@@ -4,7 +4,9 @@
  * bench/results.json. See bench/README.md.
  *
  * Flags: --quick (short smoke run), --no-build (use dist/ as it is), --keep (keep the
- * temporary directory with the targets' logs).
+ * temporary directory with the targets' logs), --only mesh|gateway (just the agent mesh, or
+ * everything but it), --mesh-cpu-prof (run the mesh broker under `node --cpu-prof`; implies
+ * --keep).
  */
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -39,6 +41,15 @@ import {
   throughputFigures,
   type Results,
 } from './lib/results.js';
+import {
+  emptyMeshFigures,
+  judgeMesh,
+  MESH_RATE_LIMIT,
+  measureMesh,
+  meshMarkdown,
+  meshReport,
+  type MeshSettings,
+} from './lib/mesh.js';
 import { measureStreamsRss, type RssSettings } from './lib/rss.js';
 import {
   buildPalisade,
@@ -57,15 +68,21 @@ import {
 import { measureThroughput, THROUGHPUT_CONNECTIONS, type ThroughputRun } from './lib/throughput.js';
 import { measureTtfb, type TtfbSettings } from './lib/ttfb.js';
 
+const ONLY = ['all', 'mesh', 'gateway'] as const;
+type Only = (typeof ONLY)[number];
+
 interface Settings {
   quick: boolean;
   build: boolean;
   keep: boolean;
+  /** `mesh`: only the agent mesh; `gateway`: everything but it. */
+  only: Only;
   throughput: { seconds: number; rounds: number; warmupSeconds: number; connections: number };
   paced: PacedSettings;
   ttfb: TtfbSettings;
   rss: RssSettings;
   messages: MessagesSettings;
+  mesh: MeshSettings;
 }
 
 function readSettings(): Settings {
@@ -74,13 +91,21 @@ function readSettings(): Settings {
       quick: { type: 'boolean', default: false },
       'no-build': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
+      only: { type: 'string', default: 'all' },
+      'mesh-cpu-prof': { type: 'boolean', default: false },
     },
   });
   const quick = values.quick;
+  const only = values.only as Only;
+  if (!ONLY.includes(only)) {
+    throw new Error(`--only takes ${ONLY.filter((o) => o !== 'all').join(' or ')}, not ${only}`);
+  }
+  const cpuProfile = values['mesh-cpu-prof'];
   return {
     quick,
     build: !values['no-build'],
-    keep: values.keep,
+    keep: values.keep || cpuProfile,
+    only,
     throughput: {
       seconds: quick ? 2 : 8,
       rounds: 2,
@@ -94,6 +119,20 @@ function readSettings(): Settings {
       throughput: { seconds: quick ? 2 : 5, rounds: 2, warmupSeconds: quick ? 1 : 2 },
       paced: { seconds: quick ? 2 : 5, rate: 500, connections: 16, rounds: quick ? 2 : 4 },
       stream: { requests: quick ? 50 : 200, concurrency: 10, warmup: quick ? 10 : 20, rounds: 2 },
+    },
+    mesh: {
+      peers: 10,
+      warmupMessages: quick ? 1000 : 3000,
+      throughput: {
+        messages: quick ? 5000 : 20_000,
+        concurrencyPerPeer: quick ? [1, 16] : [1, 4, 16],
+        timeoutMs: 60_000,
+      },
+      latency: { rates: quick ? [1000] : [500, 1000], seconds: quick ? 2 : 5 },
+      broadcast: { rate: 50, seconds: quick ? 2 : 4 },
+      drainMs: 10_000,
+      textBytes: 128,
+      cpuProfile,
     },
   };
 }
@@ -122,6 +161,16 @@ function note(ctx: BenchContext, results: Results, message: string): void {
 // ---------------------------------------------------------------- targets
 
 type Starter = () => Promise<Target>;
+
+let built = false;
+
+/** `npm run build` once per run, unless --no-build. */
+function ensureBuilt(ctx: BenchContext, settings: Settings): void {
+  if (!settings.build || built) return;
+  console.log('  building Palisade (npm run build)...');
+  buildPalisade(ctx);
+  built = true;
+}
 
 async function startTarget(
   ctx: BenchContext,
@@ -157,10 +206,7 @@ async function startTargets(
   if (direct === undefined) throw new Error('the mock upstream did not start; nothing to measure');
   const mock = direct.origin;
   const palisadeStart: Starter = async () => {
-    if (settings.build) {
-      console.log('  building Palisade (npm run build)...');
-      buildPalisade(ctx);
-    }
+    ensureBuilt(ctx, settings);
     return startPalisade(ctx, mock);
   };
   const others: Array<[TargetName, Starter]> = [
@@ -370,9 +416,45 @@ async function runMessages(
   }
 }
 
+/**
+ * The agent mesh broker on its own `palisade serve` (new home, nothing else running): 10
+ * peers, throughput at a few concurrencies, paced delivery latency, broadcasts.
+ */
+async function runMesh(ctx: BenchContext, settings: Settings, results: Results): Promise<void> {
+  const figures = emptyMeshFigures(results.mode, results.machine);
+  results.mesh = figures;
+  const s = settings.mesh;
+  console.log(
+    `\nAgent mesh: ${s.peers} peers on one palisade serve, PALISADE_MESH_RATE_LIMIT=${MESH_RATE_LIMIT} ` +
+      `(the default, 100 per 10 s per peer, would be what is measured); the client shares the cores`,
+  );
+  try {
+    ensureBuilt(ctx, settings);
+    await measureMesh(ctx, s, figures, (message) => {
+      note(ctx, results, message);
+      figures.problems.push(scrub(ctx, message));
+    });
+  } catch (error) {
+    const reason = scrub(ctx, (error as Error).message);
+    if (figures.skipped === null) {
+      note(ctx, results, `mesh: ${reason}`);
+      figures.problems.push(`mesh: ${reason}`);
+    } else {
+      figures.skipped = reason;
+      console.log(`  skipped: ${reason}`);
+      const tail = logTail(join(ctx.workDir, 'mesh.log'));
+      if (tail !== '') console.log(scrub(ctx, tail).replace(/^/gm, '    mesh| '));
+    }
+  }
+  figures.machine.loadAverageAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
+  judgeMesh(figures);
+}
+
 // ---------------------------------------------------------------- report
 
-function report(results: Results): string {
+function report(results: Results, only: Only): string {
+  const mesh = results.mesh === null ? [] : ['', meshReport(results.mesh)];
+  if (only === 'mesh') return mesh.join('\n').trimStart();
   const unavailable = TARGET_NAMES.flatMap((name) => {
     const status = results.targets[name];
     return status.status === 'unavailable' ? [`- ${name}: ${status.reason}`] : [];
@@ -393,31 +475,61 @@ function report(results: Results): string {
       : []),
     ...(unavailable.length > 0 ? ['', 'Unavailable targets:', ...unavailable] : []),
     ...(results.pacedSkipped ? ['', `Paced latency skipped: ${results.pacedSkipped}`] : []),
+    ...mesh,
   ].join('\n');
 }
 
-function writeResults(results: Results): void {
+function readPreviousResults(): Results | undefined {
+  try {
+    const previous = JSON.parse(readFileSync(RESULTS_PATH, 'utf8')) as Results;
+    return typeof previous === 'object' && previous !== null ? previous : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes results.json. A partial run keeps the other part's figures from the file: --only
+ * mesh replaces just `mesh`, --only gateway keeps the previous `mesh`.
+ */
+function writeResults(results: Results, only: Only): void {
+  const previous = only === 'all' ? undefined : readPreviousResults();
+  if (only === 'mesh' && previous !== undefined) results = { ...previous, mesh: results.mesh };
+  if (only === 'gateway') results.mesh = previous?.mesh ?? null;
   const temporary = `${RESULTS_PATH}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(results, null, 2)}\n`);
   renameSync(temporary, RESULTS_PATH);
 }
 
+/** `text` with what lies between `<!-- NAME:start -->` and `<!-- NAME:end -->` replaced. */
+function replaceSection(text: string, name: string, body: string): string {
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  if (from === -1 || to < from) return text;
+  return `${text.slice(0, from)}${start}\n\n${body}\n\n${text.slice(to)}`;
+}
+
 /**
- * Replaces the README's results section (between its markers) after a full run, formatted
- * as `prettier --check` expects.
+ * Replaces the README's results sections (between their markers) after a full run, formatted
+ * as `prettier --check` expects: the gateway's unless --only mesh, the mesh's unless --only
+ * gateway.
  */
-async function updateReadme(results: Results): Promise<void> {
-  const start = '<!-- results:start -->';
-  const end = '<!-- results:end -->';
+async function updateReadme(results: Results, only: Only): Promise<void> {
   if (!existsSync(README_PATH)) return;
-  const readme = readFileSync(README_PATH, 'utf8');
-  const from = readme.indexOf(start);
-  const to = readme.indexOf(end);
-  if (from === -1 || to < from) return;
+  let readme = readFileSync(README_PATH, 'utf8');
+  if (only !== 'mesh') readme = replaceSection(readme, 'results', gatewayMarkdown(results));
+  if (only !== 'gateway' && results.mesh !== null) {
+    readme = replaceSection(readme, 'mesh-results', meshMarkdown(results.mesh));
+  }
+  const options = (await prettier.resolveConfig(README_PATH)) ?? {};
+  writeFileSync(README_PATH, await prettier.format(readme, { ...options, parser: 'markdown' }));
+}
+
+function gatewayMarkdown(results: Results): string {
   const m = results.machine;
-  const section = [
-    start,
-    '',
+  return [
     `Run of ${results.date.slice(0, 10)} on ${m.cpu} (${m.cores} cores, ${m.memoryGb} GB), ` +
       `node ${m.node}, ${m.wrk ?? 'no wrk'}; load average ${m.loadAverageAtStart.join(' ')} ` +
       `at start, ${m.loadAverageAtEnd.join(' ')} at end.`,
@@ -432,30 +544,30 @@ async function updateReadme(results: Results): Promise<void> {
     ...(results.messages.skipped
       ? ['', `Messages route skipped: ${results.messages.skipped}`]
       : []),
-    '',
-    end,
   ].join('\n');
-  const text = readme.slice(0, from) + section + readme.slice(to + end.length);
-  const options = (await prettier.resolveConfig(README_PATH)) ?? {};
-  writeFileSync(README_PATH, await prettier.format(text, { ...options, parser: 'markdown' }));
 }
 
 // ---------------------------------------------------------------- main
 
 async function measureAll(ctx: BenchContext, settings: Settings, results: Results): Promise<void> {
-  const targets = await startTargets(ctx, settings, results);
-  await runThroughput(ctx, targets, settings, results);
-  await runPaced(ctx, targets, settings, results);
-  await runTtfb(ctx, targets, settings, results);
-  await runMessages(ctx, targets, settings, results);
-  await runRss(ctx, targets, settings, results);
+  if (settings.only !== 'mesh') {
+    const targets = await startTargets(ctx, settings, results);
+    await runThroughput(ctx, targets, settings, results);
+    await runPaced(ctx, targets, settings, results);
+    await runTtfb(ctx, targets, settings, results);
+    await runMessages(ctx, targets, settings, results);
+    await runRss(ctx, targets, settings, results);
+    // The mesh broker gets the machine to itself.
+    await stopAll();
+  }
+  if (settings.only !== 'gateway') await runMesh(ctx, settings, results);
 }
 
 async function main(): Promise<void> {
   installCleanup();
   const settings = readSettings();
   const wrk = wrkVersion();
-  if (wrk === undefined) console.log(WRK_MISSING);
+  if (wrk === undefined && settings.only !== 'mesh') console.log(WRK_MISSING);
   const ctx: BenchContext = {
     root: ROOT,
     workDir: mkdtempSync(join(os.tmpdir(), 'palisade-bench-')),
@@ -464,7 +576,7 @@ async function main(): Promise<void> {
     // Also on Ctrl-C, when the finally below does not run.
     process.once('exit', () => rmSync(ctx.workDir, { recursive: true, force: true }));
   }
-  const { quick, build: _build, keep: _keep, ...measured } = settings;
+  const { quick, build: _build, keep: _keep, only: _only, ...measured } = settings;
   const results = emptyResults(quick ? 'quick' : 'full', describeMachine(wrk), measured);
   try {
     await measureAll(ctx, settings, results);
@@ -474,9 +586,9 @@ async function main(): Promise<void> {
   }
   results.machine.loadAverageAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
   judge(results);
-  console.log(`\n${report(results)}`);
-  writeResults(results);
-  if (!quick) await updateReadme(results);
+  console.log(`\n${report(results, settings.only)}`);
+  writeResults(results, settings.only);
+  if (!quick) await updateReadme(results, settings.only);
   console.log('\nWrote bench/results.json');
 }
 

@@ -124,6 +124,21 @@ export function readCpuSeconds(pid: number): number {
   return (utime + stime) / clockTicks;
 }
 
+/**
+ * CPU time the whole machine has spent busy so far (user, nice, system, irq, softirq, steal
+ * over all cores), in seconds, from /proc/stat.
+ */
+export function readMachineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const [user, nice, system, _idle, _iowait, irq, softirq, steal] = line
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const busy = [user, nice, system, irq, softirq, steal].reduce<number>((a, b) => a + (b ?? 0), 0);
+  return busy / clockTicks;
+}
+
 export function logTail(path: string, lines = 15): string {
   try {
     return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');

@@ -1,5 +1,6 @@
 /** What one benchmark run found, the goals it is judged by, and how it is shown. */
 import os from 'node:os';
+import type { MeshFigures } from './mesh.js';
 import { ROUTE_NAMES, type PacedSummary } from './messages.js';
 import type { PacedRun } from './paced.js';
 import type { RssRun } from './rss.js';
@@ -59,6 +60,8 @@ export interface Results {
   ttfb: Partial<Record<TargetName, TtfbRun>>;
   rss: Partial<Record<TargetName, RssRun>>;
   messages: MessagesFigures;
+  /** The agent mesh broker, measured on its own `palisade serve` (bench/lib/mesh.ts). */
+  mesh: MeshFigures | null;
   ratios: Record<string, number | null>;
   goals: Goal[];
   problems: string[];
@@ -98,6 +101,7 @@ export function emptyResults(
     ttfb: {},
     rss: {},
     messages: { skipped: 'not run', throughput: {}, paced: {}, stream: {} },
+    mesh: null,
     ratios: {},
     goals: [],
     problems: [],
@@ -136,7 +140,7 @@ function difference(a: number | null | undefined, b: number | null | undefined):
   return a - b;
 }
 
-function goal(
+export function goal(
   name: string,
   value: number | null,
   limit: number,

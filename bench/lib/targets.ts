@@ -125,7 +125,7 @@ export function requestHeaders(target: Target): Record<string, string> {
 }
 
 /** The parent's environment without any PALISADE_* setting that could change a target. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) {
     if (!name.startsWith('PALISADE_')) env[name] = value;
@@ -192,7 +192,7 @@ export async function startPortkey(ctx: BenchContext, upstream: string): Promise
 
 // ---------------------------------------------------------------- Palisade
 
-const PALISADE_CLI = 'dist/cli/index.js';
+export const PALISADE_CLI = 'dist/cli/index.js';
 
 /** Limits high enough not to throttle the load, yet still evaluated on every request. */
 function palisadeEnv(): NodeJS.ProcessEnv {
