@@ -123,6 +123,16 @@ export interface MeshBroker {
   /** Online and gone peers within `scope` of `viewer` (every peer for `machine`). */
   peers(options?: { scope?: Scope; viewer?: string; includeLeft?: boolean }): PeerView[];
   send(from: string, to: string, text: string): MessageView;
+  /**
+   * send() or broadcast() (`to` null), committed together with the other deliveries of the
+   * same event-loop turn; resolves once its transaction has committed.
+   */
+  deliver(
+    from: string,
+    to: string | null,
+    text: string,
+    scope?: Scope,
+  ): Promise<{ message: MessageView; recipients: number }>;
   broadcast(
     from: string,
     text: string,
@@ -154,6 +164,9 @@ export interface MeshBroker {
   subscribe(listener: (notice: BrokerNotice) => void): () => void;
   limits: MeshLimits;
 }
+
+/** A peer's last_seen_at is written at most this often; timeouts are far longer. */
+const TOUCH_EVERY_MS = 1000;
 
 const iso = (ms: number) => new Date(ms).toISOString() as IsoDate;
 
@@ -242,7 +255,7 @@ export function createMeshBroker(options: {
       "select * from mesh_peer where presence = 'online' and last_seen_at < ?",
     ) as Statement<[string], MeshPeerRow>,
     insertMessage: db.prepare(
-      'insert into mesh_message (from_peer, from_name, to_peer, scope, text, created_at) values (?, ?, ?, ?, ?, ?)',
+      'insert into mesh_message (id, from_peer, from_name, to_peer, scope, text, created_at) values (?, ?, ?, ?, ?, ?, ?)',
     ),
     insertDelivery: db.prepare('insert into mesh_delivery (peer_id, message_id) values (?, ?)'),
     inboxAll: db.prepare(
@@ -263,8 +276,9 @@ export function createMeshBroker(options: {
       [number],
       MeshMessageRow
     >,
+    // A null seq is the next one; a message's event takes the message's id as its seq.
     insertEvent: db.prepare(
-      'insert into mesh_event (type, peer_id, message_id, data, created_at) values (?, ?, ?, ?, ?)',
+      'insert into mesh_event (seq, type, peer_id, message_id, data, created_at) values (?, ?, ?, ?, ?, ?)',
     ),
     eventsAll: db.prepare(
       'select * from mesh_event where seq > ? order by seq limit ?',
@@ -272,7 +286,7 @@ export function createMeshBroker(options: {
     // A message's event is seen by its sender and its recipients only; other events by all.
     eventsFor: db.prepare(
       `select e.* from mesh_event e where e.seq > @since and (
-         e.type != 'message.sent' or e.peer_id = @viewer or exists (
+         e.type != 'message.sent' or exists (
            select 1 from mesh_delivery d where d.message_id = e.message_id and d.peer_id = @viewer))
        order by e.seq limit @limit`,
     ) as Statement<[{ since: number; viewer: string; limit: number }], MeshEventRow>,
@@ -315,8 +329,18 @@ export function createMeshBroker(options: {
       `select c.*, p.name as peer_name from mesh_claim c join mesh_peer p on p.id = c.peer_id
        where c.expires_at > ? order by c.path`,
     ) as Statement<[string], MeshClaimRow & { peer_name: string }>,
-    pruneMessages: db.prepare('delete from mesh_message where created_at < ?'),
-    pruneEvents: db.prepare('delete from mesh_event where created_at < ?'),
+    // The first id still young enough: everything before it goes (ids grow with time).
+    firstFreshMessage: db
+      .prepare('select id from mesh_message where created_at >= ? order by id limit 1')
+      .pluck(),
+    lastMessage: db.prepare('select coalesce(max(id), 0) from mesh_message').pluck(),
+    pruneMessages: db.prepare('delete from mesh_message where id < ?'),
+    firstFreshEvent: db
+      .prepare('select seq from mesh_event where created_at >= ? order by seq limit 1')
+      .pluck(),
+    pruneEvents: db.prepare(
+      'delete from mesh_event where seq < ? and seq < (select max(seq) from mesh_event)',
+    ),
     prunePeers: db.prepare("delete from mesh_peer where presence != 'online' and last_seen_at < ?"),
     counts: db.prepare(
       `select
@@ -347,6 +371,7 @@ export function createMeshBroker(options: {
   ): EventView {
     const at = iso(now());
     const result = q.insertEvent.run(
+      extra.messageId ?? null,
       type,
       peerId,
       extra.messageId ?? null,
@@ -399,11 +424,25 @@ export function createMeshBroker(options: {
     return row;
   }
 
+  /**
+   * A message's id is the seq of its `message.sent` event: both grow together, and since the
+   * newest event is never pruned, neither is ever handed out twice (no AUTOINCREMENT needed).
+   */
+  const nextSeq = () => (q.lastSeq.get() as number) + 1;
+
+  /** When each peer's last_seen_at was last written: at most once a second per peer. */
+  const touched = new Map<string, number>();
+
   /** A peer acting is a peer alive: any call from it counts as a heartbeat. */
   function actingPeer(peerId: string): MeshPeerRow {
     const row = requirePeer(peerId);
-    const at = iso(now());
+    const ms = now();
+    const at = iso(ms);
+    if (row.presence === 'online' && ms - (touched.get(peerId) ?? -Infinity) < TOUCH_EVERY_MS) {
+      return row;
+    }
     q.touchPeer.run(at, peerId);
+    touched.set(peerId, ms);
     if (row.presence === 'gone') {
       appendEvent('peer.joined', peerId, { name: row.name, agent: row.agent, returned: true });
     }
@@ -437,6 +476,126 @@ export function createMeshBroker(options: {
     if (delivery === undefined) return;
     const row = q.message.get(messageId);
     if (row) event.message = messageView({ ...row, read_at: delivery.read_at });
+  }
+
+  function sendDirect(from: string, to: string, text: string): MessageView {
+    const sender = actingPeer(from);
+    const recipient = requirePeer(to);
+    const at = iso(now());
+    const id = nextSeq();
+    q.insertMessage.run(id, from, sender.name, to, null, text, at);
+    q.insertDelivery.run(to, id);
+    const message: MessageView = {
+      id,
+      from: { id: from, name: sender.name },
+      to,
+      scope: null,
+      text,
+      sent_at: at,
+    };
+    appendEvent(
+      'message.sent',
+      from,
+      {
+        message_id: id,
+        from_name: sender.name,
+        to,
+        to_name: recipient.name,
+        bytes: Buffer.byteLength(text),
+      },
+      { messageId: id, audience: new Set([to]), message },
+    );
+    return message;
+  }
+
+  function sendBroadcast(
+    from: string,
+    text: string,
+    scope: Scope,
+  ): { message: MessageView; recipients: number } {
+    const sender = actingPeer(from);
+    const recipients = q.livePeers
+      .all()
+      .filter((row) => row.id !== from && inScope(sender, row, scope));
+    const at = iso(now());
+    const id = nextSeq();
+    q.insertMessage.run(id, from, sender.name, null, scope, text, at);
+    for (const row of recipients) q.insertDelivery.run(row.id, id);
+    const message: MessageView = {
+      id,
+      from: { id: from, name: sender.name },
+      to: null,
+      scope,
+      text,
+      sent_at: at,
+    };
+    appendEvent(
+      'message.sent',
+      from,
+      {
+        message_id: id,
+        from_name: sender.name,
+        to: null,
+        scope,
+        recipients: recipients.length,
+        bytes: Buffer.byteLength(text),
+      },
+      { messageId: id, audience: new Set(recipients.map((r) => r.id)), message },
+    );
+    return { message, recipients: recipients.length };
+  }
+
+  /** Writes waiting for the next group commit, with what to tell their callers. */
+  let queued: Array<{
+    body: () => unknown;
+    resolve: (value: unknown) => void;
+    reject: (error: unknown) => void;
+  }> = [];
+
+  /**
+   * Runs the writes queued during one turn of the event loop in one transaction, each in a
+   * savepoint of its own so one refused write does not undo the others. A commit costs far
+   * more than the writes in it: sending ten messages per commit is three times cheaper.
+   */
+  function commitQueued() {
+    const batch = queued;
+    queued = [];
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      db.transaction(() => {
+        for (const item of batch) {
+          const mark = pending.length;
+          try {
+            outcomes.push({ ok: true, value: db.transaction(item.body)() });
+          } catch (error) {
+            pending.length = mark;
+            outcomes.push({ ok: false, error });
+          }
+        }
+      }).immediate();
+    } catch (error) {
+      pending = [];
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    const notices = pending;
+    pending = [];
+    for (const notice of notices) {
+      for (const listener of listeners) listener(notice);
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i] as (typeof outcomes)[number];
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
+  }
+
+  /** Like write(), but committed with the other writes of this event-loop turn. */
+  function writeSoon<T>(body: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      queued.push({ body, resolve: resolve as (value: unknown) => void, reject });
+      if (queued.length === 1) setImmediate(commitQueued);
+    });
   }
 
   return {
@@ -529,74 +688,16 @@ export function createMeshBroker(options: {
       return rows.filter((row) => inScope(viewer, row, scope)).map(peerView);
     },
 
-    send(from, to, text) {
-      return write(() => {
-        const sender = actingPeer(from);
-        const recipient = requirePeer(to);
-        const at = iso(now());
-        const id = Number(
-          q.insertMessage.run(from, sender.name, to, null, text, at).lastInsertRowid,
-        );
-        q.insertDelivery.run(to, id);
-        const message: MessageView = {
-          id,
-          from: { id: from, name: sender.name },
-          to,
-          scope: null,
-          text,
-          sent_at: at,
-        };
-        appendEvent(
-          'message.sent',
-          from,
-          {
-            message_id: id,
-            from_name: sender.name,
-            to,
-            to_name: recipient.name,
-            bytes: Buffer.byteLength(text),
-          },
-          { messageId: id, audience: new Set([from, to]), message },
-        );
-        return message;
-      });
-    },
+    send: (from, to, text) => write(() => sendDirect(from, to, text)),
 
-    broadcast(from, text, scope = 'machine') {
-      return write(() => {
-        const sender = actingPeer(from);
-        const recipients = q.livePeers
-          .all()
-          .filter((row) => row.id !== from && inScope(sender, row, scope));
-        const at = iso(now());
-        const id = Number(
-          q.insertMessage.run(from, sender.name, null, scope, text, at).lastInsertRowid,
-        );
-        for (const row of recipients) q.insertDelivery.run(row.id, id);
-        const message: MessageView = {
-          id,
-          from: { id: from, name: sender.name },
-          to: null,
-          scope,
-          text,
-          sent_at: at,
-        };
-        appendEvent(
-          'message.sent',
-          from,
-          {
-            message_id: id,
-            from_name: sender.name,
-            to: null,
-            scope,
-            recipients: recipients.length,
-            bytes: Buffer.byteLength(text),
-          },
-          { messageId: id, audience: new Set([from, ...recipients.map((r) => r.id)]), message },
-        );
-        return { message, recipients: recipients.length };
-      });
-    },
+    broadcast: (from, text, scope = 'machine') => write(() => sendBroadcast(from, text, scope)),
+
+    deliver: (from, to, text, scope) =>
+      writeSoon(() =>
+        to === null
+          ? sendBroadcast(from, text, scope ?? 'machine')
+          : { message: sendDirect(from, to, text), recipients: 1 },
+      ),
 
     inbox(peerId, options = {}) {
       requirePeer(peerId);
@@ -745,8 +846,15 @@ export function createMeshBroker(options: {
           q.deleteClaim.run(claim.path);
           appendEvent('file.released', claim.peer_id, { path: claim.path, reason: 'expired' });
         }
-        const messages = q.pruneMessages.run(iso(at - limits.messageTtlMs)).changes;
-        const events = q.pruneEvents.run(iso(at - limits.eventTtlMs)).changes;
+        const freshMessage =
+          (q.firstFreshMessage.get(iso(at - limits.messageTtlMs)) as number | undefined) ??
+          (q.lastMessage.get() as number) + 1;
+        const messages = q.pruneMessages.run(freshMessage).changes;
+        // The newest event is always kept, so sequence numbers never start again from 1.
+        const freshEvent =
+          (q.firstFreshEvent.get(iso(at - limits.eventTtlMs)) as number | undefined) ??
+          Number.MAX_SAFE_INTEGER;
+        const events = q.pruneEvents.run(freshEvent).changes;
         const peers = q.prunePeers.run(iso(at - limits.eventTtlMs)).changes;
         return { gone, expiredClaims: expired.length, messages, events, peers };
       });

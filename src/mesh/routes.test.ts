@@ -1,20 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startPalisade, type TestPalisade } from '../../test/support/palisade.js';
+import { meshSnapshot } from '../../test/support/mesh-snapshot.js';
 
 interface ErrorBody {
   error: { message: string; type: string; code: string };
   request_id: string;
-}
-
-/** The mesh's tables as they stand, to show that a refused request changed nothing. */
-function snapshot(palisade: TestPalisade): string {
-  const db = palisade.server.store.sqlite;
-  return JSON.stringify(
-    ['mesh_peer', 'mesh_message', 'mesh_delivery', 'mesh_event', 'mesh_state', 'mesh_claim'].map(
-      (table) => db.prepare(`select * from ${table} order by rowid`).all(),
-    ),
-  );
 }
 
 for (const trustProxy of ['false', 'true']) {
@@ -66,7 +57,7 @@ for (const trustProxy of ['false', 'true']) {
     });
 
     test('a remote client is refused 403 even with the right token, /mesh/health too', async () => {
-      const before = snapshot(palisade);
+      const before = meshSnapshot(palisade);
       for (const remoteAddress of ['192.0.2.10', '::ffff:192.0.2.10', '2001:db8::1', '10.0.0.1']) {
         assertForbidden(await inject({ url: '/mesh/status', remoteAddress }));
         assertForbidden(await inject({ url: '/mesh/health', remoteAddress }));
@@ -82,7 +73,7 @@ for (const trustProxy of ['false', 'true']) {
           }),
         );
       }
-      assert.equal(snapshot(palisade), before, 'nothing was registered');
+      assert.equal(meshSnapshot(palisade), before, 'nothing was registered');
     });
 
     test('the refusal comes before the token check: no token, no hint', async () => {

@@ -4,7 +4,7 @@ import { isLoopbackHost } from '../config/index.js';
 import { createErrorHandler, HttpError } from '../server/errors.js';
 import type { BrokerNotice, EventView, MeshBroker } from './broker.js';
 import { checkPayload, MESH_BODY_LIMIT, parse, schemas } from './schemas.js';
-import { bearerMatches } from './token.js';
+import { createBearerCheck } from './token.js';
 import type { WindowLimiter } from './window-limiter.js';
 
 export interface MeshRoutesOptions {
@@ -75,7 +75,8 @@ function sseFrame(event: EventView): string {
  * app.register(meshRoutes, { prefix: '/mesh', broker, token, limiter, version, startedAt });
  */
 export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, options) => {
-  const { broker, token, limiter } = options;
+  const { broker, limiter } = options;
+  const tokenMatches = createBearerCheck(options.token);
   const keepAliveMs = options.keepAliveMs ?? 15_000;
 
   // Streams and long polls held open; ended at shutdown so the server need not wait for them.
@@ -112,7 +113,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
       );
     }
     if (isHealth(request)) return;
-    if (!bearerMatches(request.headers.authorization, token)) {
+    if (!tokenMatches(request.headers.authorization)) {
       throw new HttpError(
         401,
         request.headers.authorization === undefined ? 'missing_mesh_token' : 'invalid_mesh_token',
@@ -215,14 +216,11 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
   mesh.post('/messages', routeOptions, async (request, reply) => {
     const input = parse(schemas.send, request.body);
     checkPayload('text', input.text);
-    if (input.to) {
-      if (input.scope !== undefined) {
-        throw new HttpError(400, 'invalid_request', 'scope is for broadcasts; drop it or drop to');
-      }
-      const message = broker.send(input.from, input.to, input.text);
-      return reply.code(201).send({ message, recipients: 1 });
+    if (input.to && input.scope !== undefined) {
+      throw new HttpError(400, 'invalid_request', 'scope is for broadcasts; drop it or drop to');
     }
-    return reply.code(201).send(broker.broadcast(input.from, input.text, input.scope));
+    const sent = await broker.deliver(input.from, input.to ?? null, input.text, input.scope);
+    return reply.code(201).send(sent);
   });
 
   mesh.get('/peers/:id/inbox', async (request) => {

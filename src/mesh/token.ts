@@ -36,11 +36,15 @@ export function readMeshEndpoint(home: string): { token?: string; url?: string }
   return { ...(token ? { token } : {}), ...(url ? { url } : {}) };
 }
 
-/** Checks an `Authorization: Bearer <token>` header in constant time. */
-export function bearerMatches(header: string | undefined, token: string): boolean {
-  // The scheme is case-insensitive (RFC 9110), as the gateway's key check has it.
-  const presented = header === undefined ? undefined : /^Bearer[ \t]+(.*)$/i.exec(header)?.[1];
-  if (presented === undefined) return false;
-  // Digests first, so not even the length of a wrong token shows in the timing.
-  return constantTimeEqual(sha256Hex(presented.trim()), sha256Hex(token));
+/**
+ * A check of `Authorization: Bearer <token>` headers against `token`, in constant time: it
+ * compares SHA-256 digests, so not even the length of a wrong token shows in the timing. The
+ * scheme is case-insensitive (RFC 9110), as the gateway's key check has it.
+ */
+export function createBearerCheck(token: string): (header: string | undefined) => boolean {
+  const expected = sha256Hex(token);
+  return (header) => {
+    const presented = header === undefined ? undefined : /^Bearer[ \t]+(.*)$/i.exec(header)?.[1];
+    return presented !== undefined && constantTimeEqual(sha256Hex(presented.trim()), expected);
+  };
 }

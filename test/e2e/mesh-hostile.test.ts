@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { head, rawRequest } from '../support/http.js';
 import { startPalisade, type TestPalisade } from '../support/palisade.js';
+import { meshSnapshot } from '../support/mesh-snapshot.js';
 
 const MB = 1024 * 1024;
 const KB64 = 64 * 1024;
@@ -62,16 +63,6 @@ function meshClient(palisade: () => TestPalisade) {
       json: <T>() => JSON.parse(text) as T,
     };
   };
-}
-
-/** Every mesh table, row by row: what a refused request must leave as it was. */
-function snapshot(palisade: TestPalisade): string {
-  const db = palisade.server.store.sqlite;
-  return JSON.stringify(
-    ['mesh_peer', 'mesh_message', 'mesh_delivery', 'mesh_event', 'mesh_state', 'mesh_claim'].map(
-      (table) => db.prepare(`select * from ${table} order by rowid`).all(),
-    ),
-  );
 }
 
 function assertError(
@@ -173,9 +164,9 @@ describe('hostile input against /mesh', () => {
     send: () => Promise<Response>,
     message?: RegExp,
   ): Promise<ErrorBody> {
-    const before = snapshot(palisade);
+    const before = meshSnapshot(palisade);
     const body = assertError(await send(), status, code, message);
-    assert.equal(snapshot(palisade), before, `stored data unchanged after ${code}`);
+    assert.equal(meshSnapshot(palisade), before, `stored data unchanged after ${code}`);
     return body;
   }
 
@@ -851,14 +842,14 @@ describe('the mesh token is new on every start', () => {
       assert.notEqual(newToken, oldToken);
       assert.equal(readFileSync(join(second.home, 'mesh.token'), 'utf8').trim(), newToken);
       assert.equal(statSync(join(second.home, 'mesh.token')).mode & 0o777, 0o600);
-      const before = snapshot(second);
+      const before = meshSnapshot(second);
       assertError(await call('/mesh/peers', { auth: oldToken }), 401, 'invalid_mesh_token');
       assertError(
         await call('/mesh/peers', { body: { cwd: '/x' }, auth: oldToken }),
         401,
         'invalid_mesh_token',
       );
-      assert.equal(snapshot(second), before);
+      assert.equal(meshSnapshot(second), before);
       const peers = await call('/mesh/peers');
       assert.equal(peers.status, 200);
       assert.deepEqual(
@@ -902,7 +893,7 @@ describe('the per-peer limit (PALISADE_MESH_RATE_LIMIT at its default of 100)', 
       const response = await call(path, { method: i % 2 ? 'POST' : 'GET' });
       assert.equal(response.status, 200, `request ${i}: ${response.text}`);
     }
-    const before = snapshot(palisade);
+    const before = meshSnapshot(palisade);
     const limited = await call(`/mesh/peers/${busy}/heartbeat`, { method: 'POST' });
     assertError(limited, 429, 'rate_limited', /PALISADE_MESH_RATE_LIMIT/);
     const retryAfter = String(limited.headers['retry-after']);
@@ -920,7 +911,7 @@ describe('the per-peer limit (PALISADE_MESH_RATE_LIMIT at its default of 100)', 
       429,
       'rate_limited',
     );
-    assert.equal(snapshot(palisade), before, 'refused requests change nothing');
+    assert.equal(meshSnapshot(palisade), before, 'refused requests change nothing');
 
     const unaffected = await call(`/mesh/peers/${other}/heartbeat`, { method: 'POST' });
     assert.equal(unaffected.status, 200, unaffected.text);

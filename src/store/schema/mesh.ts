@@ -28,7 +28,8 @@ export interface MeshPeerTable {
 
 /** A message; `to_peer` null is a broadcast, delivered to every peer in `scope` at send time. */
 export interface MeshMessageTable {
-  id: Generated<number>;
+  /** The seq of the message's `message.sent` event. */
+  id: number;
   from_peer: string;
   from_name: string;
   to_peer: string | null;
