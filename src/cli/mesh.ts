@@ -28,8 +28,9 @@ import { CliError, printRows, type GlobalOptions } from './context.js';
 const OPERATOR_NAME = 'operator';
 const OPERATOR_AGENT = 'palisade-cli';
 const PEER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
-/** The most the broker hands back in one page of events or one inbox listing. */
+/** The most the broker hands back in one inbox listing, and in one page of events. */
 const PAGE = 1000;
+const EVENT_PAGE = 500;
 /** An SSE line longer than this is not the broker talking (its frames hold at most 64 KB). */
 const MAX_SSE_LINE = 4 * 1024 * 1024;
 
@@ -314,13 +315,13 @@ async function catchUp(
 ): Promise<number> {
   let cursor = since;
   for (;;) {
-    const { events } = await client.events({ since: cursor, limit: PAGE });
+    const { events } = await client.events({ since: cursor, limit: EVENT_PAGE });
     for (const event of events) {
       if (event.seq <= cursor) continue;
       print(event);
       cursor = event.seq;
     }
-    if (events.length < PAGE) return cursor;
+    if (events.length < EVENT_PAGE) return cursor;
   }
 }
 

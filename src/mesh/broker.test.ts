@@ -7,6 +7,8 @@ import { openStore, type Store } from '../store/index.js';
 import {
   createMeshBroker,
   DEFAULT_MESH_LIMITS,
+  MAX_CLAIMS,
+  MAX_STATE_KEYS,
   type BrokerNotice,
   type EventView,
   type MeshBroker,
@@ -260,7 +262,7 @@ test('a direct message reaches only its recipient; inbox and markRead', async (t
   assert.equal(broker.counts().unread, 0);
   assert.equal(broker.inbox(b, { unreadOnly: false, limit: 1 }).length, 1);
 
-  assert.throws(() => broker.send(a, randomUUID(), 'x'), httpError(404, 'peer_not_found'));
+  assert.throws(() => broker.send(a, randomUUID(), 'x'), httpError(404, 'recipient_not_found'));
   assert.throws(() => broker.send(randomUUID(), b, 'x'), httpError(404, 'peer_not_found'));
   assert.throws(() => broker.inbox(randomUUID()), httpError(404, 'peer_not_found'));
 });
@@ -708,7 +710,10 @@ test('listeners hear of a change after it commits, and never of a failed transac
   heard.length = 0;
   const seq = broker.lastEventSeq();
   const counts = broker.counts();
-  assert.throws(() => broker.send(a, randomUUID(), 'to nobody'), httpError(404, 'peer_not_found'));
+  assert.throws(
+    () => broker.send(a, randomUUID(), 'to nobody'),
+    httpError(404, 'recipient_not_found'),
+  );
   assert.throws(() => broker.claim(a, '/g'), httpError(409, 'file_claimed'));
   assert.deepEqual(heard, [], 'nothing is heard of a rolled-back transaction');
   assert.equal(broker.lastEventSeq(), seq);
@@ -739,4 +744,56 @@ test('message ids and event seqs are never handed out twice, even after everythi
   assert.ok(second.id > first.id, `${second.id} > ${first.id}`);
   assert.ok(broker.lastEventSeq() > firstEvent);
   assert.equal(broker.events({ since: firstEvent, viewer: b })[0]?.message?.text, 'second');
+});
+
+test('growth is bounded: 1,000 keys per project, 1,000 claims per peer', async (t) => {
+  const { broker, join } = await rig(t);
+  const a = join();
+  for (let i = 0; i < MAX_STATE_KEYS; i += 1) broker.stateSet(a, '/src/app', `k${i}`, 'v');
+  assert.throws(
+    () => broker.stateSet(a, '/src/app', 'one-more', 'v'),
+    httpError(409, 'state_full'),
+  );
+  broker.stateSet(a, '/src/app', 'k0', 'changed'); // an existing key may still change
+  broker.stateSet(a, '/src/other', 'k0', 'v'); // another project has room
+  for (let i = 0; i < MAX_CLAIMS; i += 1) broker.claim(a, `/src/app/f${i}.ts`);
+  assert.throws(() => broker.claim(a, '/src/app/more.ts'), httpError(409, 'too_many_claims'));
+  broker.claim(a, '/src/app/f0.ts'); // renewing is not a new claim
+  const b = join();
+  broker.claim(b, '/src/app/more.ts');
+  assert.equal(broker.claims().length, MAX_CLAIMS + 1);
+});
+
+test('deliver() commits the sends of one turn together; a refused one leaves the rest', async (t) => {
+  const { broker, join, notices } = await rig(t);
+  const a = join();
+  const b = join();
+  notices.length = 0;
+  const results = await Promise.allSettled([
+    broker.deliver(a, b, 'one'),
+    broker.deliver(a, randomUUID(), 'to nobody'),
+    broker.deliver(a, null, 'to all'),
+    broker.deliver(b, a, 'three'),
+  ]);
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected', 'fulfilled', 'fulfilled'],
+  );
+  const refused = results[1] as PromiseRejectedResult;
+  assert.ok(refused.reason instanceof HttpError && refused.reason.code === 'recipient_not_found');
+  assert.deepEqual(
+    broker.inbox(b).map((m) => m.text),
+    ['one', 'to all'],
+  );
+  assert.deepEqual(
+    broker.inbox(a).map((m) => m.text),
+    ['three'],
+  );
+  assert.equal(notices.length, 3, 'listeners hear of what committed, and only that');
+  const ids = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.message.id] : []));
+  assert.deepEqual(
+    ids,
+    [...ids].sort((x, y) => x - y),
+    'in the order they were asked for',
+  );
 });

@@ -120,6 +120,8 @@ export interface MeshBroker {
   update(peerId: string, changes: PeerChanges): PeerView;
   unregister(peerId: string): void;
   peer(peerId: string): PeerView;
+  /** True when `peerId` is registered (online, gone or left). */
+  knows(peerId: string): boolean;
   /** Online and gone peers within `scope` of `viewer` (every peer for `machine`). */
   peers(options?: { scope?: Scope; viewer?: string; includeLeft?: boolean }): PeerView[];
   send(from: string, to: string, text: string): MessageView;
@@ -164,6 +166,10 @@ export interface MeshBroker {
   subscribe(listener: (notice: BrokerNotice) => void): () => void;
   limits: MeshLimits;
 }
+
+/** Keys one project's scratchpad may hold, and claims one peer may hold: bounded growth. */
+export const MAX_STATE_KEYS = 1000;
+export const MAX_CLAIMS = 1000;
 
 /** A peer's last_seen_at is written at most this often; timeouts are far longer. */
 const TOUCH_EVERY_MS = 1000;
@@ -234,6 +240,9 @@ export function createMeshBroker(options: {
        values (@id, @name, @agent, @cwd, @git_root, @pid, @summary, @status, 'online', @at, @at)`,
     ),
     peer: db.prepare('select * from mesh_peer where id = ?') as Statement<[string], MeshPeerRow>,
+    exists: db.prepare('select 1 from mesh_peer where id = ?').pluck(),
+    stateCount: db.prepare('select count(*) from mesh_state where project = ?').pluck(),
+    claimCount: db.prepare('select count(*) from mesh_claim where peer_id = ?').pluck(),
     touchPeer: db.prepare(
       "update mesh_peer set last_seen_at = ?, presence = 'online' where id = ? and presence != 'left'",
     ),
@@ -480,7 +489,18 @@ export function createMeshBroker(options: {
 
   function sendDirect(from: string, to: string, text: string): MessageView {
     const sender = actingPeer(from);
-    const recipient = requirePeer(to);
+    const recipient = q.peer.get(to);
+    // Distinct codes: a client must not mistake a missing recipient for its own lost peer.
+    if (recipient === undefined) {
+      throw new HttpError(
+        404,
+        'recipient_not_found',
+        `no peer ${to} to send to; GET /mesh/peers lists them`,
+      );
+    }
+    if (recipient.presence === 'left') {
+      throw new HttpError(404, 'recipient_left', `peer ${to} (${recipient.name}) has unregistered`);
+    }
     const at = iso(now());
     const id = nextSeq();
     q.insertMessage.run(id, from, sender.name, to, null, text, at);
@@ -674,6 +694,8 @@ export function createMeshBroker(options: {
       });
     },
 
+    knows: (peerId) => q.exists.get(peerId) !== undefined,
+
     peer(peerId) {
       const row = q.peer.get(peerId);
       if (row === undefined) throw notFound(peerId);
@@ -743,6 +765,16 @@ export function createMeshBroker(options: {
       return write(() => {
         const peer = actingPeer(peerId);
         const at = iso(now());
+        if (
+          q.stateGet.get(project, key) === undefined &&
+          (q.stateCount.get(project) as number) >= MAX_STATE_KEYS
+        ) {
+          throw new HttpError(
+            409,
+            'state_full',
+            `project ${project} already holds ${MAX_STATE_KEYS} keys; delete some first`,
+          );
+        }
         q.stateSet.run(project, key, value, peerId, peer.name, at);
         appendEvent('state.changed', peerId, {
           project,
@@ -771,6 +803,13 @@ export function createMeshBroker(options: {
       return write(() => {
         const peer = actingPeer(peerId);
         const held = liveClaim(path);
+        if (held === undefined && (q.claimCount.get(peerId) as number) >= MAX_CLAIMS) {
+          throw new HttpError(
+            409,
+            'too_many_claims',
+            `you hold ${MAX_CLAIMS} claims already; release some first`,
+          );
+        }
         if (held !== undefined && held.peer_id !== peerId) {
           const holder = q.peer.get(held.peer_id);
           throw new HttpError(

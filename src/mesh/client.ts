@@ -23,6 +23,8 @@ export class MeshRequestError extends Error {
 
 export interface MeshClientOptions {
   home: string;
+  /** The peer this client acts as: named on every GET, so the broker counts it to that peer. */
+  peerId?: () => string | undefined;
   /** How long a request keeps retrying while the broker is down or restarting. */
   retryForMs?: number;
   /** Starts a broker when none answers (palisade mcp does; the CLI does not). */
@@ -50,6 +52,13 @@ export interface MeshStatus {
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
+
+interface CallOptions {
+  /** Overrides the client's retry window for this call. */
+  retryForMs?: number;
+  /** False: never start a broker for this call (heartbeats, goodbyes). */
+  mayStart?: boolean;
+}
 
 const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 16 });
 
@@ -125,30 +134,53 @@ export function createMeshClient(options: MeshClientOptions) {
     return (text === '' ? undefined : JSON.parse(text)) as T;
   }
 
-  async function call<T>(method: string, path: string, body?: unknown, query?: Query): Promise<T> {
-    const deadline = Date.now() + retryForMs;
+  /**
+   * One request, retried while the broker is down, restarting (503, a new token) or moved (a
+   * new port). With `mayStart`, a broker is started when none answers: at once if none ever
+   * wrote its address, else once the retries run out.
+   */
+  async function call<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    query?: Query,
+    callOptions: CallOptions = {},
+  ): Promise<T> {
+    const deadline = Date.now() + (callOptions.retryForMs ?? retryForMs);
+    const mayStart = options.startBroker !== undefined && callOptions.mayStart !== false;
+    const asPeer = options.peerId?.();
+    const fullQuery =
+      asPeer !== undefined && method === 'GET' ? { peer_id: asPeer, ...query } : query;
     let triedStart = false;
     for (let attempt = 0; ; attempt += 1) {
       try {
-        return await once<T>(method, path, body, query);
+        return await once<T>(method, path, body, fullQuery);
       } catch (error) {
-        const unauthorized = error instanceof MeshRequestError && error.status === 401;
-        if (!unauthorized && !isConnectionError(error)) throw error;
+        const status = error instanceof MeshRequestError ? error.status : undefined;
+        const unauthorized = status === 401;
+        if (!unauthorized && status !== 503 && !isConnectionError(error)) throw error;
         // The broker restarted (new token) or moved (new port): read both again.
         endpoint = readMeshEndpoint(home);
-        if (unauthorized && attempt > 0) throw error;
-        if (Date.now() < deadline) {
+        if (unauthorized) {
+          // Once with the token read again; a second refusal is final.
+          if (attempt > 0) throw error;
+          continue;
+        }
+        const neverStarted = endpoint.url === undefined;
+        if (Date.now() < deadline && !(neverStarted && mayStart && !triedStart)) {
           await sleep(Math.min(100 * 2 ** attempt, 1000));
           continue;
         }
-        if (options.startBroker && !triedStart) {
+        if (mayStart && !triedStart) {
           triedStart = true;
-          starting ??= options.startBroker().finally(() => (starting = undefined));
+          starting ??= (options.startBroker as () => Promise<void>)().finally(
+            () => (starting = undefined),
+          );
           await starting;
           endpoint = readMeshEndpoint(home);
           continue;
         }
-        if (unauthorized) throw error;
+        if (status === 503) throw error;
         throw new MeshUnavailableError(describeNoBroker(home));
       }
     }
@@ -167,7 +199,12 @@ export function createMeshClient(options: MeshClientOptions) {
       pid?: number;
       summary?: string;
     }) => call<Registered>('POST', '/mesh/peers', input),
-    heartbeat: (id: string) => call<{ peer: PeerView }>('POST', `/mesh/peers/${id}/heartbeat`),
+    // A heartbeat or a goodbye never brings back a broker the user stopped.
+    heartbeat: (id: string) =>
+      call<{ peer: PeerView }>('POST', `/mesh/peers/${id}/heartbeat`, undefined, undefined, {
+        retryForMs: 0,
+        mayStart: false,
+      }),
     update: (
       id: string,
       changes: {
@@ -179,7 +216,11 @@ export function createMeshClient(options: MeshClientOptions) {
         git_root?: string | null;
       },
     ) => call<{ peer: PeerView }>('PATCH', `/mesh/peers/${id}`, changes),
-    unregister: (id: string) => call<void>('DELETE', `/mesh/peers/${id}`),
+    unregister: (id: string) =>
+      call<void>('DELETE', `/mesh/peers/${id}`, undefined, undefined, {
+        retryForMs: 1000,
+        mayStart: false,
+      }),
     peers: (query: { scope?: Scope; peer_id?: string; include_left?: boolean } = {}) =>
       call<{ peers: PeerView[] }>('GET', '/mesh/peers', undefined, query),
     send: (from: string, to: string, text: string) =>
@@ -256,11 +297,16 @@ export async function startBackgroundBroker(
       env: { ...(options.env ?? process.env), PALISADE_MESH: 'true' },
     });
     closeSync(log);
-    let exitCode: number | null | undefined;
-    child.once('exit', (code) => (exitCode = code ?? 1));
+    let exited = false;
+    // Another agent started one first: ours stops ("already serving"); wait for theirs.
+    let lostRace = false;
+    child.once('exit', () => {
+      exited = true;
+      lostRace = /already serving/.test(readFileSync(logPath, 'utf8').slice(-2000));
+    });
     child.unref();
     const deadline = Date.now() + waitMs;
-    while (Date.now() < deadline && exitCode === undefined) {
+    while (Date.now() < deadline && (!exited || lostRace)) {
       const { url } = readMeshEndpoint(home);
       if (url !== undefined) {
         try {

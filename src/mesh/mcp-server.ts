@@ -51,6 +51,8 @@ export interface McpServerOptions {
 }
 
 const MAX_WAIT_SECONDS = 50;
+/** An agent's context is precious: at most this many events per answer, the rest next time. */
+const MAX_EVENTS_PER_WAIT = 50;
 const DEFAULT_WAIT_SECONDS = 25;
 
 const SCOPE = z
@@ -134,6 +136,8 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     // A broker restarting takes a few seconds; tool calls wait that long before giving up.
     retryForMs: parseDuration(options.env.PALISADE_MESH_RETRY ?? '') ?? 10_000,
     ...(options.startBroker ? { startBroker: options.startBroker } : {}),
+    // Reads are counted to this peer, not to the bucket every anonymous caller shares.
+    peerId: () => registered?.peer.id,
   });
   const cwd = resolve(options.cwd);
   const gitRoot = findGitRoot(cwd);
@@ -186,7 +190,8 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
         error instanceof MeshRequestError &&
         (error.code === 'peer_not_found' || error.code === 'peer_left')
       ) {
-        registered = undefined;
+        // Only this session's own registration is made again, and only once for all callers.
+        if (registered?.peer.id === id) registered = undefined;
         return body(await self());
       }
       throw error;
@@ -323,13 +328,15 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
       );
       if (messages.length === 0)
         return include_read ? 'Your inbox is empty.' : 'No unread messages.';
-      const unread = messages.filter((m) => !m.read_at).map((m) => m.id);
-      if (unread.length > 0) await asPeer((me) => client.markRead(me, unread));
       const peers = await peerMap();
-      return framePeerContent(
+      const answer = framePeerContent(
         messages.map((m) => messageContent(m, peers)),
         `${messages.length} message(s), oldest first.`,
       );
+      // Marked read only once the answer is ready: a failure before this loses nothing.
+      const unread = messages.filter((m) => !m.read_at).map((m) => m.id);
+      if (unread.length > 0) await asPeer((me) => client.markRead(me, unread));
+      return answer;
     },
   );
 
@@ -441,45 +448,55 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
         .describe(`0 to ${MAX_WAIT_SECONDS}, default ${DEFAULT_WAIT_SECONDS}`),
     },
     async ({ timeout_seconds }) => {
-      const { events, next } = await asPeer((me) =>
-        client.events({
-          peer_id: me,
-          since: cursor,
-          wait: (timeout_seconds ?? DEFAULT_WAIT_SECONDS) * 1000,
-        }),
-      );
-      cursor = next;
+      const seconds = timeout_seconds ?? DEFAULT_WAIT_SECONDS;
+      const deadline = Date.now() + seconds * 1000;
       const me = await self();
-      // What this session did itself, and messages it already read in mesh_inbox, are no news.
-      const others = events.filter((e) => e.peer_id !== me && !e.message?.read_at);
-      if (others.length === 0)
-        return `Nothing happened in ${timeout_seconds ?? DEFAULT_WAIT_SECONDS} s.`;
-      const messages = others.flatMap((e) => (e.message ? [e.message] : []));
-      if (messages.length > 0)
+      let since = cursor;
+      let news: EventView[] = [];
+      // What this session did itself, and messages it already read in mesh_inbox, are no
+      // news: keep waiting past them until the deadline.
+      for (;;) {
+        const wait = Math.max(0, deadline - Date.now());
+        const { events, next } = await asPeer((id) =>
+          client.events({ peer_id: id, since, wait, limit: MAX_EVENTS_PER_WAIT }),
+        );
+        since = next;
+        news = events.filter((e) => e.peer_id !== me && !e.message?.read_at);
+        if (news.length > 0 || wait === 0) break;
+      }
+      const messages = news.flatMap((e) => (e.message ? [e.message] : []));
+      const peers = messages.length > 0 ? await peerMap() : new Map<string, PeerView>();
+      const lines = news.filter((e) => !e.message).map(eventLine);
+      const answer =
+        news.length === 0
+          ? `Nothing happened in ${seconds} s.`
+          : framePeerContent(
+              [
+                ...(lines.length > 0
+                  ? [
+                      {
+                        kind: 'events',
+                        from: 'palisade-mesh',
+                        at: new Date().toISOString(),
+                        text: lines.join('\n'),
+                      },
+                    ]
+                  : []),
+                ...messages.map((m) => messageContent(m, peers)),
+              ],
+              `${news.length} event(s)${messages.length > 0 ? `, ${messages.length} of them message(s) to you` : ''}${news.length >= MAX_EVENTS_PER_WAIT ? '; more are waiting: call again' : ''}.`,
+            );
+      // The cursor moves and messages are marked read only once the answer is ready.
+      if (messages.length > 0) {
         await asPeer((id) =>
           client.markRead(
             id,
             messages.map((m) => m.id),
           ),
         );
-      const peers = messages.length > 0 ? await peerMap() : new Map<string, PeerView>();
-      const lines = others.filter((e) => !e.message).map(eventLine);
-      return framePeerContent(
-        [
-          ...(lines.length > 0
-            ? [
-                {
-                  kind: 'events',
-                  from: 'palisade-mesh',
-                  at: new Date().toISOString(),
-                  text: lines.join('\n'),
-                },
-              ]
-            : []),
-          ...messages.map((m) => messageContent(m, peers)),
-        ],
-        `${others.length} event(s)${messages.length > 0 ? `, ${messages.length} of them message(s) to you` : ''}.`,
-      );
+      }
+      cursor = since;
+      return answer;
     },
   );
 

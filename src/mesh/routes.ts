@@ -25,8 +25,11 @@ const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 /** An SSE client that lets this much pile up unread is cut; it reconnects with Last-Event-ID. */
 const MAX_SSE_BACKLOG = 1024 * 1024;
 
-/** The peer a request acts for, for the per-peer limit; other requests share one bucket. */
-function actingPeerId(request: FastifyRequest): string {
+/**
+ * The bucket a request is counted in: the registered peer it names (in the path, the body or
+ * the query), else one shared by everything else. Made-up ids get no bucket of their own.
+ */
+function limitKey(request: FastifyRequest, broker: MeshBroker): string {
   const sources = [
     (request.params as Record<string, unknown> | undefined)?.id,
     (request.body as Record<string, unknown> | undefined)?.from,
@@ -34,7 +37,9 @@ function actingPeerId(request: FastifyRequest): string {
     (request.query as Record<string, unknown> | undefined)?.peer_id,
   ];
   for (const value of sources) {
-    if (typeof value === 'string' && UUID_SHAPE.test(value)) return value.toLowerCase();
+    if (typeof value !== 'string' || !UUID_SHAPE.test(value)) continue;
+    const id = value.toLowerCase();
+    if (broker.knows(id)) return id;
   }
   return 'anonymous';
 }
@@ -125,7 +130,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
 
   mesh.addHook('preHandler', async (request, reply) => {
     if (isHealth(request)) return;
-    const wait = limiter.take(actingPeerId(request));
+    const wait = limiter.take(limitKey(request, broker));
     if (wait > 0) {
       reply.header('retry-after', String(wait));
       throw new HttpError(
@@ -247,7 +252,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     if (viewer) broker.heartbeat(viewer);
     const since = query.since ?? 0;
     const read = () =>
-      broker.events({ since, limit: query.limit ?? 500, ...(viewer ? { viewer } : {}) });
+      broker.events({ since, limit: query.limit ?? 100, ...(viewer ? { viewer } : {}) });
     let events = read();
     if (events.length === 0 && (query.wait ?? 0) > 0) {
       await new Promise<void>((resolve) => {

@@ -90,7 +90,7 @@ export const schemas = {
     peer_id: peerId.optional(),
     since: z.coerce.number().int().min(0).optional(),
     wait: z.coerce.number().int().min(0).max(60_000).optional(),
-    limit: z.coerce.number().int().min(1).max(1000).optional(),
+    limit: z.coerce.number().int().min(1).max(500).optional(),
   }),
   stateQuery: z.object({
     project: label(4096),

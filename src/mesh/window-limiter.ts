@@ -4,10 +4,17 @@ export interface WindowLimiter {
   size(): number;
 }
 
+interface Log {
+  /** Request times; those before `head` have left the window. */
+  times: number[];
+  head: number;
+}
+
 /**
  * At most `limit` requests per id in any window of `windowMs` (a sliding log, exact: the
  * 101st request inside 10 s is refused, however the 100 before it were spread). Each id keeps
- * a ring of its last `limit` request times; ids idle for a whole window are forgotten.
+ * the times of its requests still inside the window, so memory follows traffic, not `limit`.
+ * Past `maxIds` ids, the one used least recently is forgotten (in constant time).
  *
  * @example
  * const limiter = createWindowLimiter({ limit: 100, windowMs: 10_000 });
@@ -22,36 +29,37 @@ export function createWindowLimiter(options: {
   const { limit, windowMs } = options;
   const now = options.now ?? (() => performance.now());
   const maxIds = options.maxIds ?? 10_000;
-  const rings = new Map<string, { times: Float64Array; next: number; count: number }>();
-
-  function forgetIdle(at: number) {
-    for (const [id, ring] of rings) {
-      const newest = ring.times[(ring.next + limit - 1) % limit] as number;
-      if (at - newest >= windowMs) rings.delete(id);
-    }
-  }
+  // Map order is use order: the first key is the least recently used.
+  const logs = new Map<string, Log>();
 
   return {
     take(id) {
       const at = now();
-      let ring = rings.get(id);
-      if (ring === undefined) {
-        if (rings.size >= maxIds) forgetIdle(at);
-        ring = { times: new Float64Array(limit), next: 0, count: 0 };
-        rings.set(id, ring);
-      }
-      if (ring.count === limit) {
-        // The oldest of the last `limit` requests: while it is inside the window, refuse.
-        const oldest = ring.times[ring.next] as number;
-        const wait = oldest + windowMs - at;
-        if (wait > 0) return Math.max(1, Math.ceil(wait / 1000));
+      let log = logs.get(id);
+      if (log === undefined) {
+        log = { times: [], head: 0 };
+        if (logs.size >= maxIds) logs.delete(logs.keys().next().value as string);
       } else {
-        ring.count += 1;
+        logs.delete(id);
       }
-      ring.times[ring.next] = at;
-      ring.next = (ring.next + 1) % limit;
+      logs.set(id, log);
+
+      const { times } = log;
+      while (log.head < times.length && (times[log.head] as number) <= at - windowMs) {
+        log.head += 1;
+      }
+      if (log.head > 1024 && log.head * 2 > times.length) {
+        log.times = times.slice(log.head);
+        log.head = 0;
+      }
+      if (log.times.length - log.head >= limit) {
+        // The oldest request still inside the window: once it leaves, one more may come.
+        const oldest = log.times[log.head] as number;
+        return Math.max(1, Math.ceil((oldest + windowMs - at) / 1000));
+      }
+      log.times.push(at);
       return 0;
     },
-    size: () => rings.size,
+    size: () => logs.size,
   };
 }

@@ -364,7 +364,7 @@ describe('hostile input against /mesh', () => {
     await refused(404, 'peer_not_found', () =>
       call('/mesh/messages', { body: { from: unknown, to: b, text: 'x' } }),
     );
-    await refused(404, 'peer_not_found', () =>
+    await refused(404, 'recipient_not_found', () =>
       call('/mesh/messages', { body: { from: a, to: unknown, text: 'x' } }),
     );
     await refused(404, 'peer_not_found', () =>
@@ -948,4 +948,26 @@ describe('shutting down with mesh streams open', () => {
       assert.deepEqual(JSON.parse(answered.body).events, []);
     },
   );
+});
+
+describe('made-up peer ids get no bucket of their own', () => {
+  test('requests naming unregistered ids share one bucket; registered peers keep theirs', async () => {
+    const palisade = await startPalisade();
+    const call = meshClient(() => palisade);
+    try {
+      const registered = await call('/mesh/peers', { body: { cwd: '/src/app', name: 'real' } });
+      assert.equal(registered.status, 201, registered.text); // the shared bucket's 1st
+      const real = registered.json<{ peer: { id: string } }>().peer.id;
+      for (let i = 2; i <= 100; i++) {
+        const response = await call(`/mesh/status?peer_id=${randomUUID()}`);
+        assert.equal(response.status, 200, `request ${i}: ${response.text}`);
+      }
+      assertError(await call(`/mesh/status?peer_id=${randomUUID()}`), 429, 'rate_limited');
+      assertError(await call('/mesh/peers', { body: { cwd: '/x' } }), 429, 'rate_limited');
+      const own = await call(`/mesh/status?peer_id=${real}`);
+      assert.equal(own.status, 200, 'a registered peer is counted on its own');
+    } finally {
+      await palisade.close();
+    }
+  });
 });

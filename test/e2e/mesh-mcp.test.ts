@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -299,6 +299,58 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
       await agent.close();
       const pid = Number(readFileSync(join(home, 'palisade.pid'), 'utf8'));
       process.kill(pid, 'SIGTERM');
+    }
+  });
+
+  test('three agents starting at once with no broker share the one broker they start', async () => {
+    const home = tempHome();
+    const root = tempHome('palisade-repo-');
+    const agents: MeshAgent[] = [];
+    try {
+      agents.push(
+        ...(await Promise.all(
+          ['x', 'y', 'z'].map((name) =>
+            startMeshAgent({ home, cwd: repo(root, name), name, startBroker: true }),
+          ),
+        )),
+      );
+      for (const agent of agents) {
+        const status = await agent.call('mesh_status');
+        assert.equal(status.isError, false, status.text);
+      }
+      const { peers } = await createMeshClient({ home }).peers();
+      assert.deepEqual(peers.map((p) => p.name).sort(), ['x', 'y', 'z']);
+    } finally {
+      await closeAll(agents);
+      const pid = Number(readFileSync(join(home, 'palisade.pid'), 'utf8'));
+      process.kill(pid, 'SIGTERM');
+    }
+  });
+
+  test('a broker the user stops stays stopped: heartbeats do not start another', async () => {
+    const home = tempHome();
+    // Heartbeats every quarter of the peer timeout: every second here.
+    const broker = spawnCli(['serve', '--home', home, '--port', '0'], {
+      PALISADE_LOG_LEVEL: 'info',
+      PALISADE_MESH_PEER_TIMEOUT: '4s',
+    });
+    await waitForOutput(broker, /Palisade listening on http:\/\/[^"\s]+/);
+    const agent = await startMeshAgent({
+      home,
+      name: 'idle',
+      startBroker: true,
+      env: { PALISADE_MESH_RETRY: '500ms' },
+    });
+    try {
+      assert.equal((await agent.call('mesh_status')).isError, false);
+      await stop(broker);
+      assert.equal(existsSync(join(home, 'mesh.url')), false, 'the broker removed mesh.url');
+      await sleep(3500); // three heartbeats' worth of silence
+      assert.equal(existsSync(join(home, 'palisade.pid')), false, 'no broker was started');
+      assert.equal(existsSync(join(home, 'mesh.url')), false);
+    } finally {
+      await agent.close();
+      await stop(broker);
     }
   });
 
