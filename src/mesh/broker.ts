@@ -113,6 +113,15 @@ export interface PeerChanges {
   git_root?: string | null | undefined;
 }
 
+export interface MeshCounts {
+  peers_online: number;
+  peers_gone: number;
+  messages: number;
+  unread: number;
+  events: number;
+  claims: number;
+}
+
 export interface MeshBroker {
   register(input: NewPeer): { peer: PeerView; event_seq: number };
   /** Marks the peer seen; a peer that had gone comes back online. */
@@ -155,14 +164,7 @@ export interface MeshBroker {
   claims(): ClaimView[];
   /** Marks silent peers gone, expires claims, prunes old messages and events. */
   sweep(): { gone: number; expiredClaims: number; messages: number; events: number; peers: number };
-  counts(): {
-    peers_online: number;
-    peers_gone: number;
-    messages: number;
-    unread: number;
-    events: number;
-    claims: number;
-  };
+  counts(): MeshCounts;
   subscribe(listener: (notice: BrokerNotice) => void): () => void;
   limits: MeshLimits;
 }
@@ -359,7 +361,7 @@ export function createMeshBroker(options: {
          (select count(*) from mesh_delivery where read_at is null) as unread,
          (select count(*) from mesh_event) as events,
          (select count(*) from mesh_claim where expires_at > @at) as claims`,
-    ) as Statement<[{ at: string }], ReturnType<MeshBroker['counts']>>,
+    ) as Statement<[{ at: string }], MeshCounts>,
   };
 
   // The broker was down, not its peers: those online when it stopped get a fresh timeout.
@@ -487,6 +489,41 @@ export function createMeshBroker(options: {
     if (row) event.message = messageView({ ...row, read_at: delivery.read_at });
   }
 
+  /** Stores a message with its deliveries and its `message.sent` event. */
+  function storeMessage(
+    sender: MeshPeerRow,
+    to: MeshPeerRow | null,
+    recipients: string[],
+    scope: Scope | null,
+    text: string,
+  ): MessageView {
+    const at = iso(now());
+    const id = nextSeq();
+    q.insertMessage.run(id, sender.id, sender.name, to?.id ?? null, scope, text, at);
+    for (const recipient of recipients) q.insertDelivery.run(recipient, id);
+    const message: MessageView = {
+      id,
+      from: { id: sender.id, name: sender.name },
+      to: to?.id ?? null,
+      scope,
+      text,
+      sent_at: at,
+    };
+    appendEvent(
+      'message.sent',
+      sender.id,
+      {
+        message_id: id,
+        from_name: sender.name,
+        to: to?.id ?? null,
+        ...(to ? { to_name: to.name } : { scope, recipients: recipients.length }),
+        bytes: Buffer.byteLength(text),
+      },
+      { messageId: id, audience: new Set(recipients), message },
+    );
+    return message;
+  }
+
   function sendDirect(from: string, to: string, text: string): MessageView {
     const sender = actingPeer(from);
     const recipient = q.peer.get(to);
@@ -501,31 +538,7 @@ export function createMeshBroker(options: {
     if (recipient.presence === 'left') {
       throw new HttpError(404, 'recipient_left', `peer ${to} (${recipient.name}) has unregistered`);
     }
-    const at = iso(now());
-    const id = nextSeq();
-    q.insertMessage.run(id, from, sender.name, to, null, text, at);
-    q.insertDelivery.run(to, id);
-    const message: MessageView = {
-      id,
-      from: { id: from, name: sender.name },
-      to,
-      scope: null,
-      text,
-      sent_at: at,
-    };
-    appendEvent(
-      'message.sent',
-      from,
-      {
-        message_id: id,
-        from_name: sender.name,
-        to,
-        to_name: recipient.name,
-        bytes: Buffer.byteLength(text),
-      },
-      { messageId: id, audience: new Set([to]), message },
-    );
-    return message;
+    return storeMessage(sender, recipient, [to], null, text);
   }
 
   function sendBroadcast(
@@ -536,32 +549,9 @@ export function createMeshBroker(options: {
     const sender = actingPeer(from);
     const recipients = q.livePeers
       .all()
-      .filter((row) => row.id !== from && inScope(sender, row, scope));
-    const at = iso(now());
-    const id = nextSeq();
-    q.insertMessage.run(id, from, sender.name, null, scope, text, at);
-    for (const row of recipients) q.insertDelivery.run(row.id, id);
-    const message: MessageView = {
-      id,
-      from: { id: from, name: sender.name },
-      to: null,
-      scope,
-      text,
-      sent_at: at,
-    };
-    appendEvent(
-      'message.sent',
-      from,
-      {
-        message_id: id,
-        from_name: sender.name,
-        to: null,
-        scope,
-        recipients: recipients.length,
-        bytes: Buffer.byteLength(text),
-      },
-      { messageId: id, audience: new Set(recipients.map((r) => r.id)), message },
-    );
+      .filter((row) => row.id !== from && inScope(sender, row, scope))
+      .map((row) => row.id);
+    const message = storeMessage(sender, null, recipients, scope, text);
     return { message, recipients: recipients.length };
   }
 
@@ -899,7 +889,7 @@ export function createMeshBroker(options: {
       });
     },
 
-    counts: () => q.counts.get({ at: iso(now()) }) as ReturnType<MeshBroker['counts']>,
+    counts: () => q.counts.get({ at: iso(now()) }) as MeshCounts,
 
     subscribe(listener) {
       listeners.add(listener);

@@ -3,7 +3,15 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { homeFile } from '../config/index.js';
-import type { ClaimView, EventView, MessageView, PeerView, Scope, StateView } from './broker.js';
+import type {
+  ClaimView,
+  EventView,
+  MeshCounts,
+  MessageView,
+  PeerView,
+  Scope,
+  StateView,
+} from './broker.js';
 import { readMeshEndpoint } from './token.js';
 
 /** No broker answers for this home (and none could be started). */
@@ -37,16 +45,10 @@ export interface Registered {
   heartbeat_ms: number;
 }
 
-export interface MeshStatus {
+export interface MeshStatus extends MeshCounts {
   status: string;
   version: string;
   uptime_s: number;
-  peers_online: number;
-  peers_gone: number;
-  messages: number;
-  unread: number;
-  events: number;
-  claims: number;
   last_event_seq: number;
   limits: Record<string, number>;
 }
@@ -73,6 +75,22 @@ function isConnectionError(error: unknown): boolean {
     'ENOTFOUND',
     'EHOSTUNREACH',
   ].includes(code);
+}
+
+/** The broker's JSON error (or, from something else on the port, its status) as an error. */
+export function brokerError(status: number, text: string): MeshRequestError {
+  let parsed: { error?: { code?: string; message?: string }; request_id?: string } = {};
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    // Not the broker's JSON: something else answers on that port.
+  }
+  return new MeshRequestError(
+    status,
+    parsed.error?.code ?? 'http_error',
+    parsed.error?.message ?? `the broker answered ${status}`,
+    parsed.request_id,
+  );
 }
 
 /** How to start the broker for `home`; tells why when it cannot. */
@@ -117,20 +135,7 @@ export function createMeshClient(options: MeshClientOptions) {
       bodyTimeout: 90_000,
     });
     const text = await response.body.text();
-    if (response.statusCode >= 400) {
-      let parsed: { error?: { code?: string; message?: string }; request_id?: string } = {};
-      try {
-        parsed = JSON.parse(text) as typeof parsed;
-      } catch {
-        // Not the broker's JSON: something else answers on that port.
-      }
-      throw new MeshRequestError(
-        response.statusCode,
-        parsed.error?.code ?? 'http_error',
-        parsed.error?.message ?? `the broker answered ${response.statusCode}`,
-        parsed.request_id,
-      );
-    }
+    if (response.statusCode >= 400) throw brokerError(response.statusCode, text);
     return (text === '' ? undefined : JSON.parse(text)) as T;
   }
 

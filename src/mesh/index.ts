@@ -7,6 +7,7 @@ export {
   type EventType,
   type EventView,
   type MeshBroker,
+  type MeshCounts,
   type MeshLimits,
   type MessageView,
   type PeerView,
@@ -26,3 +27,4 @@ export {
 } from './client.js';
 export { runMcpServer, detectAgent, findGitRoot, type McpServerOptions } from './mcp-server.js';
 export { framePeerContent, PEER_CONTENT_NOTICE, type PeerContent } from './framing.js';
+export { createSseParser, streamEventsOnce, type SseFrame } from './sse.js';

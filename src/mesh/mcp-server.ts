@@ -1,6 +1,10 @@
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpServer, type ToolCallback } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type {
+  ShapeOutput,
+  ZodRawShapeCompat,
+} from '@modelcontextprotocol/sdk/server/zod-compat.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
@@ -245,21 +249,28 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     },
   );
 
-  const tool = <Shape extends z.ZodRawShape>(
+  /** Registers a tool whose failures come back as MCP tool errors, never as a crash. */
+  const tool = <Shape extends ZodRawShapeCompat>(
     name: string,
     description: string,
     inputSchema: Shape,
-    run: (args: z.infer<z.ZodObject<Shape>>) => Promise<string>,
-  ) =>
-    server.registerTool(name, { description, inputSchema }, (async (
-      args: z.infer<z.ZodObject<Shape>>,
-    ) => {
+    run: (args: ShapeOutput<Shape>) => Promise<string>,
+  ) => {
+    const handler = async (args: ShapeOutput<Shape>): Promise<CallToolResult> => {
       try {
         return ok(await run(args));
       } catch (error) {
         return toolError(error);
       }
-    }) as never);
+    };
+    // ToolCallback<Shape> is a conditional type TypeScript cannot resolve for a generic Shape;
+    // for any shape it is this handler's type.
+    server.registerTool(
+      name,
+      { description, inputSchema },
+      handler as unknown as ToolCallback<Shape>,
+    );
+  };
 
   tool(
     'mesh_peers',
