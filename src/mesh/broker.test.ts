@@ -797,3 +797,36 @@ test('deliver() commits the sends of one turn together; a refused one leaves the
     'in the order they were asked for',
   );
 });
+
+test('a refused write does not leave its peer looking fresher than the database says', async (t) => {
+  const { broker, join, advance } = await rig(t, { peerTimeoutMs: 10_000 });
+  const a = join();
+  const b = join();
+  broker.claim(b, '/src/app/held.ts');
+  advance(1500);
+  assert.throws(() => broker.claim(a, '/src/app/held.ts'), httpError(409, 'file_claimed'));
+  advance(100);
+  broker.heartbeat(a); // must be written: the refused claim's touch was rolled back
+  advance(10_000 - 100 + 1);
+  broker.heartbeat(b);
+  broker.sweep();
+  assert.equal(broker.peer(a).presence, 'online');
+});
+
+test('a listener that throws harms neither the write nor the other listeners', async (t) => {
+  const { broker, join, notices } = await rig(t);
+  broker.subscribe(() => {
+    throw new Error('a broken listener');
+  });
+  const a = join();
+  const b = join();
+  notices.length = 0;
+  broker.send(a, b, 'sync');
+  const { message } = await broker.deliver(a, b, 'queued');
+  assert.equal(message.text, 'queued');
+  assert.equal(notices.length, 2, 'the other listener heard both');
+  assert.deepEqual(
+    broker.inbox(b).map((m) => m.text),
+    ['sync', 'queued'],
+  );
+});

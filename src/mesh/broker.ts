@@ -408,15 +408,43 @@ export function createMeshBroker(options: {
     try {
       result = db.transaction(body).immediate();
     } catch (error) {
-      pending = [];
+      discardEffects();
       throw error;
     }
-    const notices = pending;
-    pending = [];
-    for (const notice of notices) {
-      for (const listener of listeners) listener(notice);
-    }
+    publishEffects();
     return result;
+  }
+
+  /**
+   * Peers whose last_seen_at the transaction in progress wrote; remembered in `touched` only
+   * once it commits, so a refused write does not leave a peer looking fresher than it is.
+   */
+  let touches: Array<[string, number]> = [];
+
+  const effectsMark = () => [pending.length, touches.length] as const;
+  function undoEffects([notices, touchCount]: readonly [number, number]) {
+    pending.length = notices;
+    touches.length = touchCount;
+  }
+  function discardEffects() {
+    pending = [];
+    touches = [];
+  }
+
+  /** After a commit: remember the touches, then tell listeners (a failing one harms none). */
+  function publishEffects() {
+    for (const [peerId, ms] of touches) touched.set(peerId, ms);
+    const notices = pending;
+    discardEffects();
+    for (const notice of notices) {
+      for (const listener of listeners) {
+        try {
+          listener(notice);
+        } catch {
+          // A listener's failure is its own; the write has committed.
+        }
+      }
+    }
   }
 
   function requirePeer(peerId: string, options: { allowGone?: boolean } = {}): MeshPeerRow {
@@ -453,7 +481,7 @@ export function createMeshBroker(options: {
       return row;
     }
     q.touchPeer.run(at, peerId);
-    touched.set(peerId, ms);
+    touches.push([peerId, ms]);
     if (row.presence === 'gone') {
       appendEvent('peer.joined', peerId, { name: row.name, agent: row.agent, returned: true });
     }
@@ -574,30 +602,28 @@ export function createMeshBroker(options: {
     try {
       db.transaction(() => {
         for (const item of batch) {
-          const mark = pending.length;
+          const mark = effectsMark();
           try {
             outcomes.push({ ok: true, value: db.transaction(item.body)() });
           } catch (error) {
-            pending.length = mark;
+            // SQLite itself ended the transaction (I/O error, disk full): abort the batch.
+            if (!db.inTransaction) throw error;
+            undoEffects(mark);
             outcomes.push({ ok: false, error });
           }
         }
       }).immediate();
     } catch (error) {
-      pending = [];
+      discardEffects();
       for (const item of batch) item.reject(error);
       return;
-    }
-    const notices = pending;
-    pending = [];
-    for (const notice of notices) {
-      for (const listener of listeners) listener(notice);
     }
     batch.forEach((item, i) => {
       const outcome = outcomes[i] as (typeof outcomes)[number];
       if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
     });
+    publishEffects();
   }
 
   /** Like write(), but committed with the other writes of this event-loop turn. */
@@ -863,6 +889,9 @@ export function createMeshBroker(options: {
     sweep() {
       return write(() => {
         const at = now();
+        for (const [peerId, ms] of touched) {
+          if (at - ms > limits.peerTimeoutMs) touched.delete(peerId);
+        }
         let gone = 0;
         for (const row of q.silentPeers.all(iso(at - limits.peerTimeoutMs))) {
           q.leavePeer.run({ id: row.id, presence: 'gone', at: iso(at) });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { homeFile } from '../config/index.js';
@@ -157,6 +157,7 @@ export function createMeshClient(options: MeshClientOptions) {
     const fullQuery =
       asPeer !== undefined && method === 'GET' ? { peer_id: asPeer, ...query } : query;
     let triedStart = false;
+    let reReadToken = false;
     for (let attempt = 0; ; attempt += 1) {
       try {
         return await once<T>(method, path, body, fullQuery);
@@ -168,10 +169,12 @@ export function createMeshClient(options: MeshClientOptions) {
         endpoint = readMeshEndpoint(home);
         if (unauthorized) {
           // Once with the token read again; a second refusal is final.
-          if (attempt > 0) throw error;
+          if (reReadToken) throw error;
+          reReadToken = true;
           continue;
         }
-        const neverStarted = endpoint.url === undefined;
+        // No token at all: no broker ever ran for this home (a stopped one leaves its token).
+        const neverStarted = endpoint.token === undefined;
         if (Date.now() < deadline && !(neverStarted && mayStart && !triedStart)) {
           await sleep(Math.min(100 * 2 ** attempt, 1000));
           continue;
@@ -268,6 +271,24 @@ export function createMeshClient(options: MeshClientOptions) {
 
 export type MeshClient = ReturnType<typeof createMeshClient>;
 
+/** The pid in the home's pid file, if any. */
+function readPid(home: string): number | undefined {
+  try {
+    return Number(readFileSync(homeFile(home, 'palisade.pid'), 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a log file gained after byte `start` (empty when it cannot be read). */
+function logSince(path: string, start: number): string {
+  try {
+    return readFileSync(path).subarray(start).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
 /**
  * Starts `palisade serve` for `home` in the background, on loopback, detached so that it
  * outlives the process that started it; resolves once the broker answers. The command is an
@@ -285,6 +306,7 @@ export async function startBackgroundBroker(
   for (const port of ports) {
     const logPath = homeFile(home, 'mesh-broker.log');
     const log = openSync(logPath, 'a', 0o600);
+    const logStart = fstatSync(log).size;
     const args = [
       ...process.execArgv,
       script,
@@ -307,7 +329,7 @@ export async function startBackgroundBroker(
     let lostRace = false;
     child.once('exit', () => {
       exited = true;
-      lostRace = /already serving/.test(readFileSync(logPath, 'utf8').slice(-2000));
+      lostRace = /already serving/.test(logSince(logPath, logStart));
     });
     child.unref();
     const deadline = Date.now() + waitMs;
@@ -317,14 +339,19 @@ export async function startBackgroundBroker(
         try {
           const response = await request(`${url}/mesh/health`, { dispatcher });
           await response.body.text();
-          if (response.statusCode === 200) return;
+          if (response.statusCode === 200) {
+            // Another agent's broker answered first: ours, still starting, would only take
+            // over the home once that one stops, unasked. Stop it now.
+            if (!exited && readPid(home) !== child.pid) child.kill('SIGTERM');
+            return;
+          }
         } catch {
           // Not up yet.
         }
       }
       await sleep(100);
     }
-    const tail = readFileSync(logPath, 'utf8').trim().split('\n').slice(-3).join(' / ');
+    const tail = logSince(logPath, logStart).trim().split('\n').slice(-3).join(' / ');
     lastReason = tail;
     if (!/already in use/.test(tail)) break;
   }

@@ -165,7 +165,9 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
         pid: process.ppid > 1 ? process.ppid : process.pid,
       });
       registered = result;
-      if (cursor === 0) cursor = result.event_seq;
+      // A first registration starts from now; so does one with a broker whose database is
+      // younger than our cursor (its sequence numbers started again).
+      if (cursor === 0 || result.event_seq < cursor) cursor = result.event_seq;
       // The MCP client named itself while the registration was on its way.
       if (agent !== undefined && result.peer.agent !== agent) {
         const { peer } = await client.update(result.peer.id, { agent });
@@ -472,7 +474,8 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
           client.events({ peer_id: id, since, wait, limit: MAX_EVENTS_PER_WAIT }),
         );
         since = next;
-        news = events.filter((e) => e.peer_id !== me && !e.message?.read_at);
+        const self = registered?.peer.id ?? me;
+        news = events.filter((e) => e.peer_id !== self && !e.message?.read_at);
         if (news.length > 0 || wait === 0) break;
       }
       const messages = news.flatMap((e) => (e.message ? [e.message] : []));
@@ -506,7 +509,7 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
           ),
         );
       }
-      cursor = since;
+      cursor = Math.max(cursor, since);
       return answer;
     },
   );

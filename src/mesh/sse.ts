@@ -97,13 +97,19 @@ export async function streamEventsOnce(
   onOpen();
   response.body.setEncoding('utf8');
   const parser = createSseParser((frame) => {
-    let event: EventView;
+    let event: unknown;
     try {
-      event = JSON.parse(frame.data) as EventView;
+      event = JSON.parse(frame.data);
     } catch {
       return;
     }
-    if (typeof event.seq === 'number') onEvent(event);
+    if (
+      typeof event === 'object' &&
+      event !== null &&
+      typeof (event as EventView).seq === 'number'
+    ) {
+      onEvent(event as EventView);
+    }
   }, onRetry);
   for await (const chunk of response.body) parser.push(chunk as string);
 }

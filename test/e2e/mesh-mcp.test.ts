@@ -252,8 +252,20 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
     let broker = await serveProcess(home);
     const agents: MeshAgent[] = [];
     try {
-      const sender = await startMeshAgent({ home, cwd: repo(root, 'one'), name: 'sender' });
-      const receiver = await startMeshAgent({ home, cwd: repo(root, 'two'), name: 'receiver' });
+      // Allowed to start a broker, as agents are by default: a restart must not tempt them
+      // into starting one of their own while the user's is briefly away.
+      const sender = await startMeshAgent({
+        home,
+        cwd: repo(root, 'one'),
+        name: 'sender',
+        startBroker: true,
+      });
+      const receiver = await startMeshAgent({
+        home,
+        cwd: repo(root, 'two'),
+        name: 'receiver',
+        startBroker: true,
+      });
       agents.push(sender, receiver);
       await receiver.call('mesh_status'); // answers once the receiver is registered
       for (let i = 1; i <= 3; i += 1) {
@@ -320,10 +332,18 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
       }
       const { peers } = await createMeshClient({ home }).peers();
       assert.deepEqual(peers.map((p) => p.name).sort(), ['x', 'y', 'z']);
+
+      // The brokers that lost are gone: once the winner stops, none takes over the home.
+      await closeAll(agents);
+      process.kill(Number(readFileSync(join(home, 'palisade.pid'), 'utf8')), 'SIGTERM');
+      for (let i = 0; i < 100 && existsSync(join(home, 'palisade.pid')); i += 1) await sleep(100);
+      await sleep(3000);
+      assert.equal(existsSync(join(home, 'palisade.pid')), false, 'no second broker started');
     } finally {
       await closeAll(agents);
-      const pid = Number(readFileSync(join(home, 'palisade.pid'), 'utf8'));
-      process.kill(pid, 'SIGTERM');
+      if (existsSync(join(home, 'palisade.pid'))) {
+        process.kill(Number(readFileSync(join(home, 'palisade.pid'), 'utf8')), 'SIGTERM');
+      }
     }
   });
 

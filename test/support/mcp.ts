@@ -34,7 +34,12 @@ export async function startMeshAgent(options: {
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && !AGENT_VARIABLES.test(key)) env[key] = value;
   }
-  Object.assign(env, { PALISADE_PROBE_LOCAL: 'false', PALISADE_LOG_LEVEL: 'warn' });
+  // A broker the agent starts takes a free port, never the default one a developer may use.
+  Object.assign(env, {
+    PALISADE_PROBE_LOCAL: 'false',
+    PALISADE_LOG_LEVEL: 'warn',
+    PALISADE_PORT: '0',
+  });
   if (options.name) env.PALISADE_MESH_NAME = options.name;
   Object.assign(env, options.env);
   const transport = new StdioClientTransport({
