@@ -18,7 +18,8 @@ export function registerMcpCommand(program: Command): void {
 Add it to an agent's MCP configuration, for example:
   { "mcpServers": { "palisade-mesh": { "command": "palisade", "args": ["mcp"] } } }
 The session registers with its working directory and git repository, and unregisters on exit.
-Environment: PALISADE_MESH_NAME (the name others see), PALISADE_MESH_AGENT (which agent this is).`,
+Environment: PALISADE_MESH_NAME (the name others see), PALISADE_MESH_AGENT (which agent this is),
+PALISADE_MESH_RETRY (how long a call waits for a broker that is restarting, default 10s).`,
     )
     .action(async (_flags: unknown, command: Command) => {
       const flags = command.optsWithGlobals<{ startBroker: boolean } & GlobalOptions>();
@@ -30,6 +31,9 @@ Environment: PALISADE_MESH_NAME (the name others see), PALISADE_MESH_AGENT (whic
         home: config.home,
         cwd: process.cwd(),
         env: process.env,
+        name: config.meshName,
+        agent: config.meshAgent,
+        retryForMs: config.meshRetryMs,
         transport,
         version: VERSION,
         ...(flags.startBroker

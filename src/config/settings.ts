@@ -104,6 +104,16 @@ function origins(text: string): string[] {
   });
 }
 
+/** A name shown to mesh peers: at most 64 characters, no control characters. */
+function peerLabel(text: string): string {
+  const label = text.trim();
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
+  if (label.length > 64 || /[\u0000-\u001f\u007f]/.test(label)) {
+    throw new Error('expected at most 64 characters, without control characters');
+  }
+  return label;
+}
+
 export function parseUpstreamSpec(text: string): UpstreamSpec {
   const eq = text.indexOf('=');
   const name = text.slice(0, eq).trim();
@@ -353,6 +363,24 @@ export const SETTINGS = {
     default: 172_800_000,
     help: 'Mesh events, and peers that left or went away, are deleted after this long.',
     parse: duration(1000),
+  },
+  meshName: {
+    env: 'PALISADE_MESH_NAME',
+    default: '',
+    help: '(palisade mcp) The name other mesh peers see for this session; empty: `<agent>@<folder>-<id>`.',
+    parse: peerLabel,
+  },
+  meshAgent: {
+    env: 'PALISADE_MESH_AGENT',
+    default: '',
+    help: '(palisade mcp) Which coding agent this session is; empty: read from the environment, else the MCP client.',
+    parse: peerLabel,
+  },
+  meshRetryMs: {
+    env: 'PALISADE_MESH_RETRY',
+    default: 10_000,
+    help: '(palisade mcp) How long a call waits for a mesh broker that is down or restarting.',
+    parse: duration(0),
   },
   logLevel: {
     env: 'PALISADE_LOG_LEVEL',

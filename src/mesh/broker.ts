@@ -447,7 +447,7 @@ export function createMeshBroker(options: {
     }
   }
 
-  function requirePeer(peerId: string, options: { allowGone?: boolean } = {}): MeshPeerRow {
+  function requirePeer(peerId: string): MeshPeerRow {
     const row = q.peer.get(peerId);
     if (row === undefined) throw notFound(peerId);
     if (row.presence === 'left') {
@@ -456,9 +456,6 @@ export function createMeshBroker(options: {
         'peer_left',
         `peer ${peerId} has unregistered; register again (POST /mesh/peers)`,
       );
-    }
-    if (row.presence === 'gone' && options.allowGone === false) {
-      throw new HttpError(409, 'peer_gone', `peer ${peerId} is gone (missed its heartbeats)`);
     }
     return row;
   }

@@ -8,7 +8,6 @@ import type {
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { parseDuration } from '../config/index.js';
 import type { EventView, MessageView, PeerView, Scope } from './broker.js';
 import {
   createMeshClient,
@@ -22,7 +21,6 @@ import { MAX_SUMMARY_CHARS } from './schemas.js';
 
 /** Which coding agent started this process, from the variables each one sets. */
 export function detectAgent(env: NodeJS.ProcessEnv): string | undefined {
-  if (env.PALISADE_MESH_AGENT) return env.PALISADE_MESH_AGENT.slice(0, 64);
   const names = Object.keys(env);
   if (env.CLAUDECODE || env.CLAUDE_CODE_ENTRYPOINT) return 'claude-code';
   if (names.some((n) => n.startsWith('CODEX_'))) return 'codex';
@@ -45,7 +43,14 @@ export function findGitRoot(cwd: string): string | null {
 export interface McpServerOptions {
   home: string;
   cwd: string;
+  /** Where the agent is detected from (CLAUDECODE, CODEX_*, ...). */
   env: NodeJS.ProcessEnv;
+  /** The name other peers see (PALISADE_MESH_NAME); empty or omitted: the broker's default. */
+  name?: string;
+  /** Which agent this is (PALISADE_MESH_AGENT); omitted: detected. */
+  agent?: string;
+  /** How long a call waits for a broker that is down or restarting (PALISADE_MESH_RETRY). */
+  retryForMs?: number;
   transport: Transport;
   version: string;
   /** Starts a broker when none answers; omitted, the tools say how to start one. */
@@ -138,7 +143,7 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
   const client: MeshClient = createMeshClient({
     home: options.home,
     // A broker restarting takes a few seconds; tool calls wait that long before giving up.
-    retryForMs: parseDuration(options.env.PALISADE_MESH_RETRY ?? '') ?? 10_000,
+    retryForMs: options.retryForMs ?? 10_000,
     ...(options.startBroker ? { startBroker: options.startBroker } : {}),
     // Reads are counted to this peer, not to the bucket every anonymous caller shares.
     peerId: () => registered?.peer.id,
@@ -146,7 +151,7 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
   const cwd = resolve(options.cwd);
   const gitRoot = findGitRoot(cwd);
   const project = gitRoot ?? cwd;
-  let agent = detectAgent(options.env);
+  let agent = options.agent || detectAgent(options.env);
   let registered: Registered | undefined;
   let registering: Promise<Registered> | undefined;
   let cursor = 0;
@@ -159,9 +164,7 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
         cwd,
         git_root: gitRoot,
         ...(agent ? { agent } : {}),
-        ...(options.env.PALISADE_MESH_NAME
-          ? { name: options.env.PALISADE_MESH_NAME.slice(0, 64) }
-          : {}),
+        ...(options.name ? { name: options.name } : {}),
         pid: process.ppid > 1 ? process.ppid : process.pid,
       });
       registered = result;

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createMeshClient } from '../../src/mesh/index.js';
 import { peerBlocks, startMeshAgent, type MeshAgent } from '../support/mcp.js';
-import { spawnCli, startPalisade, tempHome, waitForOutput } from '../support/palisade.js';
+import { runCli, spawnCli, startPalisade, tempHome, waitForOutput } from '../support/palisade.js';
 
 const TOOLS = [
   'mesh_broadcast',
@@ -372,6 +372,20 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
       await agent.close();
       await stop(broker);
     }
+  });
+
+  test('a bad mesh setting stops palisade mcp with one line naming it', async () => {
+    const retry = await runCli(['mcp', '--home', tempHome()], {
+      env: { PALISADE_MESH_RETRY: 'soon' },
+    });
+    assert.equal(retry.code, 2);
+    assert.match(retry.stderr, /^palisade: invalid PALISADE_MESH_RETRY: expected a duration/);
+    const name = await runCli(['mcp', '--home', tempHome()], {
+      env: { PALISADE_MESH_NAME: 'x'.repeat(65) },
+    });
+    assert.equal(name.code, 2);
+    assert.match(name.stderr, /invalid PALISADE_MESH_NAME: expected at most 64 characters/);
+    assert.equal(name.stdout, '', 'nothing but MCP messages on standard output');
   });
 
   test('told not to start a broker, tools say how to start one', async () => {
