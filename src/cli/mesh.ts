@@ -18,6 +18,8 @@ import {
   streamEventsOnce,
   type EventView,
   type MeshClient,
+  type MessageView,
+  OPERATOR_AGENT,
   type PeerView,
   type Scope,
 } from '../mesh/index.js';
@@ -25,11 +27,13 @@ import { CliError, printRows, type GlobalOptions } from './context.js';
 
 /** The name and agent the CLI's own peer registers with. */
 const OPERATOR_NAME = 'operator';
-const OPERATOR_AGENT = 'palisade-cli';
+
 const PEER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 /** The most the broker hands back in one inbox listing, and in one page of events. */
 const PAGE = 1000;
 const EVENT_PAGE = 500;
+/** One inbox command shows at most this many messages. */
+const MAX_INBOX_SHOWN = 10_000;
 
 interface JsonFlag {
   json?: boolean;
@@ -527,10 +531,18 @@ It never starts a broker: run \`palisade serve\` first.`,
       >();
       await withMesh(command, async (session) => {
         const me = await session.self();
-        const { messages } = await session.client.inbox(me.id, {
-          unread: !flags.all,
-          limit: PAGE,
-        });
+        // Page by page: an inbox may hold more than the broker hands back at once.
+        const messages: MessageView[] = [];
+        for (let after = 0; messages.length < MAX_INBOX_SHOWN;) {
+          const page = await session.client.inbox(me.id, {
+            unread: !flags.all,
+            limit: PAGE,
+            after,
+          });
+          messages.push(...page.messages);
+          if (page.messages.length < PAGE) break;
+          after = page.messages.at(-1)?.id ?? after;
+        }
         if (flags.json) printJson(messages);
         else {
           printRows(
@@ -544,9 +556,9 @@ It never starts a broker: run \`palisade serve\` first.`,
             false,
           );
         }
-        if (messages.length === PAGE) {
+        if (messages.length >= MAX_INBOX_SHOWN) {
           process.stderr.write(
-            `palisade: showing the first ${PAGE} messages; run again for the rest\n`,
+            `palisade: showing the first ${messages.length} messages; run again for the rest\n`,
           );
         }
         const unread = messages.filter((m) => !m.read_at).map((m) => m.id);

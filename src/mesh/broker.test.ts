@@ -136,7 +136,7 @@ test('heartbeat, update and unregister, with their events', async (t) => {
   broker.unregister(id);
   const left = since(mark2);
   assert.deepEqual(types(left), ['peer.left']);
-  assert.deepEqual(left[0]?.data, { name: 'renamed', reason: 'unregistered' });
+  assert.deepEqual(left[0]?.data, { name: 'renamed', agent: 'codex', reason: 'unregistered' });
   assert.equal(broker.peer(id).presence, 'left');
   assert.deepEqual(broker.peers(), [], 'a peer that left is not listed');
   assert.equal(broker.peers({ includeLeft: true }).length, 1);
@@ -828,5 +828,31 @@ test('a listener that throws harms neither the write nor the other listeners', a
   assert.deepEqual(
     broker.inbox(b).map((m) => m.text),
     ['sync', 'queued'],
+  );
+});
+
+test('an inbox pages on with after, oldest first', async (t) => {
+  const { broker, join } = await rig(t);
+  const a = join();
+  const b = join();
+  const sent = Array.from({ length: 5 }, (_, i) => broker.send(a, b, `m${i}`).id);
+  const first = broker.inbox(b, { limit: 2 });
+  assert.deepEqual(
+    first.map((m) => m.text),
+    ['m0', 'm1'],
+  );
+  const next = broker.inbox(b, { limit: 2, after: first.at(-1)?.id ?? 0 });
+  assert.deepEqual(
+    next.map((m) => m.text),
+    ['m2', 'm3'],
+  );
+  broker.markRead(b, [sent[4] as number]);
+  assert.deepEqual(
+    broker.inbox(b, { after: sent[1] }).map((m) => m.text),
+    ['m2', 'm3'],
+  );
+  assert.deepEqual(
+    broker.inbox(b, { unreadOnly: false, after: sent[3] }).map((m) => m.text),
+    ['m4'],
   );
 });

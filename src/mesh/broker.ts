@@ -149,7 +149,11 @@ export interface MeshBroker {
     text: string,
     scope?: Scope,
   ): { message: MessageView; recipients: number };
-  inbox(peerId: string, options?: { unreadOnly?: boolean; limit?: number }): MessageView[];
+  /** Oldest first; `after` (a message id) pages on from the last one seen. */
+  inbox(
+    peerId: string,
+    options?: { unreadOnly?: boolean; limit?: number; after?: number },
+  ): MessageView[];
   /** Marks messages read (all unread ones when `ids` is omitted); returns how many changed. */
   markRead(peerId: string, ids?: number[]): number;
   /** Events after `since` that `viewer` may see, oldest first; every event without a viewer. */
@@ -271,12 +275,12 @@ export function createMeshBroker(options: {
     insertDelivery: db.prepare('insert into mesh_delivery (peer_id, message_id) values (?, ?)'),
     inboxAll: db.prepare(
       `select m.*, d.read_at from mesh_delivery d join mesh_message m on m.id = d.message_id
-       where d.peer_id = ? order by m.id limit ?`,
-    ) as Statement<[string, number], MessageRowWithRead>,
+       where d.peer_id = ? and d.message_id > ? order by d.message_id limit ?`,
+    ) as Statement<[string, number, number], MessageRowWithRead>,
     inboxUnread: db.prepare(
       `select m.*, d.read_at from mesh_delivery d join mesh_message m on m.id = d.message_id
-       where d.peer_id = ? and d.read_at is null order by m.id limit ?`,
-    ) as Statement<[string, number], MessageRowWithRead>,
+       where d.peer_id = ? and d.message_id > ? and d.read_at is null order by d.message_id limit ?`,
+    ) as Statement<[string, number, number], MessageRowWithRead>,
     markAllRead: db.prepare(
       'update mesh_delivery set read_at = ? where peer_id = ? and read_at is null',
     ),
@@ -703,7 +707,11 @@ export function createMeshBroker(options: {
         const row = requirePeer(peerId);
         releaseAllClaims(peerId, 'left');
         q.leavePeer.run({ id: peerId, presence: 'left', at: iso(now()) });
-        appendEvent('peer.left', peerId, { name: row.name, reason: 'unregistered' });
+        appendEvent('peer.left', peerId, {
+          name: row.name,
+          agent: row.agent,
+          reason: 'unregistered',
+        });
       });
     },
 
@@ -737,10 +745,11 @@ export function createMeshBroker(options: {
     inbox(peerId, options = {}) {
       requirePeer(peerId);
       const limit = options.limit ?? 100;
+      const after = options.after ?? 0;
       const rows =
         options.unreadOnly === false
-          ? q.inboxAll.all(peerId, limit)
-          : q.inboxUnread.all(peerId, limit);
+          ? q.inboxAll.all(peerId, after, limit)
+          : q.inboxUnread.all(peerId, after, limit);
       return rows.map(messageView);
     },
 
@@ -893,7 +902,7 @@ export function createMeshBroker(options: {
         for (const row of q.silentPeers.all(iso(at - limits.peerTimeoutMs))) {
           q.leavePeer.run({ id: row.id, presence: 'gone', at: iso(at) });
           releaseAllClaims(row.id, 'gone');
-          appendEvent('peer.left', row.id, { name: row.name, reason: 'timeout' });
+          appendEvent('peer.left', row.id, { name: row.name, agent: row.agent, reason: 'timeout' });
           gone += 1;
         }
         const expired = q.expiredClaims.all(iso(at));

@@ -243,7 +243,7 @@ export function createMeshClient(options: MeshClientOptions) {
         text,
         ...(scope ? { scope } : {}),
       }),
-    inbox: (id: string, query: { unread?: boolean; limit?: number } = {}) =>
+    inbox: (id: string, query: { unread?: boolean; limit?: number; after?: number } = {}) =>
       call<{ messages: MessageView[] }>('GET', `/mesh/peers/${id}/inbox`, undefined, query),
     markRead: (id: string, ids?: number[]) =>
       call<{ marked: number }>('POST', `/mesh/peers/${id}/inbox/read`, ids ? { ids } : {}),

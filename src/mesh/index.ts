@@ -25,6 +25,12 @@ export {
   type MeshClient,
   type MeshStatus,
 } from './client.js';
-export { runMcpServer, detectAgent, findGitRoot, type McpServerOptions } from './mcp-server.js';
+export {
+  runMcpServer,
+  detectAgent,
+  findGitRoot,
+  OPERATOR_AGENT,
+  type McpServerOptions,
+} from './mcp-server.js';
 export { framePeerContent, PEER_CONTENT_NOTICE, type PeerContent } from './framing.js';
 export { createSseParser, streamEventsOnce, type SseFrame } from './sse.js';

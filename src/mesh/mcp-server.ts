@@ -59,6 +59,8 @@ export interface McpServerOptions {
   onClosed?: () => void;
 }
 
+/** The agent name `palisade mesh` registers its own peer with. */
+export const OPERATOR_AGENT = 'palisade-cli';
 const MAX_WAIT_SECONDS = 50;
 /** An agent's context is precious: at most this many events per answer, the rest next time. */
 const MAX_EVENTS_PER_WAIT = 50;
@@ -106,6 +108,18 @@ function messageContent(message: MessageView, peers: Map<string, PeerView>): Pee
     at: message.sent_at,
     text: message.text,
   };
+}
+
+/**
+ * The CLI's `operator` peer goes away a minute after each command and comes back with the
+ * next: that is no news to an agent waiting for events.
+ */
+function isOperatorComingAndGoing(event: EventView): boolean {
+  if (event.data.agent !== OPERATOR_AGENT) return false;
+  return (
+    (event.type === 'peer.left' && event.data.reason === 'timeout') ||
+    (event.type === 'peer.joined' && event.data.returned === true)
+  );
 }
 
 function eventLine(event: EventView): string {
@@ -433,10 +447,32 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
       ttl_minutes: z.number().int().min(1).max(1440).optional(),
     },
     async ({ path, ttl_minutes }) => {
-      const { claim } = await asPeer((me) =>
-        client.claim(me, resolveClaimPath(path), ttl_minutes ? ttl_minutes * 60_000 : undefined),
-      );
-      return `Claimed ${claim.path} until ${claim.expires_at}.`;
+      const target = resolveClaimPath(path);
+      try {
+        const { claim } = await asPeer((me) =>
+          client.claim(me, target, ttl_minutes ? ttl_minutes * 60_000 : undefined),
+        );
+        return `Claimed ${claim.path} until ${claim.expires_at}.`;
+      } catch (error) {
+        if (!(error instanceof MeshRequestError) || error.code !== 'file_claimed') throw error;
+        // The holder's name is a peer's words too: hand it over framed.
+        const holder = (await client.claims()).claims.find((c) => c.path === target);
+        if (holder === undefined) throw error;
+        throw new Error(
+          framePeerContent(
+            [
+              {
+                kind: 'peer',
+                from: holder.peer_name,
+                peerId: holder.peer_id,
+                at: holder.claimed_at,
+                text: `holds ${holder.path} until ${holder.expires_at}`,
+              },
+            ],
+            `${target} is claimed by another peer; message them (mesh_send) or wait until the claim expires.`,
+          ),
+        );
+      }
     },
   );
 
@@ -478,7 +514,9 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
         );
         since = next;
         const self = registered?.peer.id ?? me;
-        news = events.filter((e) => e.peer_id !== self && !e.message?.read_at);
+        news = events.filter(
+          (e) => e.peer_id !== self && !e.message?.read_at && !isOperatorComingAndGoing(e),
+        );
         if (news.length > 0 || wait === 0) break;
       }
       const messages = news.flatMap((e) => (e.message ? [e.message] : []));

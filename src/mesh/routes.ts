@@ -235,6 +235,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
       messages: broker.inbox(id, {
         unreadOnly: query.unread !== 'false',
         ...(query.limit ? { limit: query.limit } : {}),
+        ...(query.after ? { after: query.after } : {}),
       }),
     };
   });

@@ -82,6 +82,7 @@ export const schemas = {
   inboxQuery: z.object({
     unread: z.enum(['true', 'false']).optional(),
     limit: z.coerce.number().int().min(1).max(1000).optional(),
+    after: z.coerce.number().int().min(0).optional(),
   }),
   markRead: z.strictObject({
     ids: z.array(z.number().int().positive()).max(1000).optional(),

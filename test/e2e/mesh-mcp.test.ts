@@ -158,7 +158,12 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
       assert.match(claimed.text, /Claimed .*src\/parser\.ts until/);
       const refused = await bob.call('mesh_claim_file', { path: 'parser.ts' });
       assert.equal(refused.isError, true);
-      assert.match(refused.text, /claimed by alice/);
+      assert.match(refused.text, /parser\.ts is claimed by another peer/);
+      assert.deepEqual(
+        peerBlocks(refused.text).map((b) => b.from),
+        ['alice'],
+        'the holder is named inside the frame',
+      );
       assert.equal(
         (await alice.call('mesh_release_file', { path: 'src/parser.ts' })).isError,
         false,
@@ -371,6 +376,42 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
     } finally {
       await agent.close();
       await stop(broker);
+    }
+  });
+
+  test("the operator's coming and going is no news to a waiting agent", async () => {
+    const palisade = await startPalisade({ env: { PALISADE_MESH_PEER_TIMEOUT: '2s' } });
+    const agent = await startMeshAgent({ home: palisade.home, name: 'waiter' });
+    try {
+      await agent.call('mesh_status');
+      await agent.call('mesh_wait_events', { timeout_seconds: 0 });
+      const client = createMeshClient({ home: palisade.home });
+      const { peer } = await client.register({
+        cwd: palisade.home,
+        name: 'operator',
+        agent: 'palisade-cli',
+      });
+      for (
+        let i = 0;
+        i < 100 && palisade.server.mesh?.broker.peer(peer.id).presence !== 'gone';
+        i++
+      ) {
+        await sleep(100);
+      }
+      assert.equal(palisade.server.mesh?.broker.peer(peer.id).presence, 'gone');
+      await client.heartbeat(peer.id); // back, as at the next CLI command
+      await client.send(
+        peer.id,
+        (await client.peers()).peers.find((p) => p.name === 'waiter')?.id ?? '',
+        'hello from the operator',
+      );
+      const news = await agent.call('mesh_wait_events', { timeout_seconds: 5 });
+      assert.match(news.text, /operator joined/, 'its first arrival is news');
+      assert.doesNotMatch(news.text, /operator left|\(back\)/);
+      assert.ok(peerBlocks(news.text).some((b) => b.body === 'hello from the operator'));
+    } finally {
+      await agent.close();
+      await palisade.close();
     }
   });
 
