@@ -9,6 +9,7 @@ import {
   upstreamApiKey,
   upstreamKeyBox,
 } from '../gateway/index.js';
+import { readMeshEndpoint } from '../mesh/index.js';
 import { printRows, withContext, type GlobalOptions } from './context.js';
 
 interface Check {
@@ -70,10 +71,11 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
       ok: modeOf(home) === 0o700,
       detail: `${home} mode ${modeOf(home).toString(8)}`,
     });
-    for (const file of ['secret.key', 'palisade.db', 'audit.jsonl'] as const) {
+    for (const file of ['secret.key', 'palisade.db', 'audit.jsonl', 'mesh.token'] as const) {
       const path = homeFile(home, file);
       if (!existsSync(path)) {
-        checks.push({ check: file, ok: file === 'audit.jsonl', detail: 'not created yet' });
+        const optional = file === 'audit.jsonl' || file === 'mesh.token';
+        checks.push({ check: file, ok: optional, detail: 'not created yet' });
         continue;
       }
       const mode = modeOf(path);
@@ -91,6 +93,7 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
         ? `pid file present (pid ${readFileSync(pidFile, 'utf8').trim()})`
         : 'not running on this home',
     });
+    checks.push({ check: 'mesh', ok: true, detail: await meshBrokerState(home) });
     const integrity = ctx.store.sqlite.pragma('quick_check', { simple: true });
     checks.push({
       check: 'database',
@@ -126,6 +129,23 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
     }
   });
   return checks;
+}
+
+/** Whether the agent mesh broker of `home` answers; never a failure, only a finding. */
+async function meshBrokerState(home: string): Promise<string> {
+  const { url } = readMeshEndpoint(home);
+  if (url === undefined) return 'no broker running (palisade serve, or palisade mcp, starts one)';
+  try {
+    const response = await request(`${url}/mesh/health`, {
+      headersTimeout: 2000,
+      bodyTimeout: 2000,
+    });
+    await response.body.text();
+    if (response.statusCode === 200) return `broker answers at ${url}`;
+    return `${url} answered ${response.statusCode} to /mesh/health`;
+  } catch {
+    return `mesh.url names ${url} but nothing answers there (left by a server that crashed?); palisade serve starts a new one`;
+  }
 }
 
 export function registerDoctorCommand(program: Command): void {

@@ -150,6 +150,27 @@ describe('palisade mesh', () => {
     assertOneLineError(noBroker, /no Palisade mesh broker is running for .*`palisade serve/);
   });
 
+  test('doctor checks mesh.token and finds the running broker; with none, says so', async () => {
+    const [running, none] = await Promise.all([
+      runCli(['doctor', '--json', '--home', home]),
+      runCli(['doctor', '--json', '--home', tempHome()]),
+    ]);
+    assert.equal(running.code, 0, running.stdout + running.stderr);
+    const checks = JSON.parse(running.stdout) as Array<{
+      status: string;
+      check: string;
+      detail: string;
+    }>;
+    const token = checks.find((c) => c.check === 'mesh.token');
+    assert.deepEqual([token?.status, token?.detail], ['ok', 'mode 600']);
+    assert.match(
+      checks.find((c) => c.check === 'mesh')?.detail ?? '',
+      /^broker answers at http:\/\/127\.0\.0\.1:\d+$/,
+    );
+    const idle = JSON.parse(none.stdout) as Array<{ check: string; detail: string }>;
+    assert.match(idle.find((c) => c.check === 'mesh')?.detail ?? '', /no broker running/);
+  });
+
   test('send by name and by id prefix, from one remembered operator peer', async () => {
     const byName = await mesh(['send', 'reviewer', 'the parser is yours']);
     assert.equal(byName.code, 0, byName.stderr);
