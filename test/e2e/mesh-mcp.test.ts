@@ -183,6 +183,11 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
       });
       assert.equal(oversized.isError, true);
       assert.match(oversized.text, /65537 bytes.*64 KB/);
+      const malformed = await alice.call('mesh_send', { to: 'bob', text: 42 });
+      assert.equal(malformed.isError, true);
+      assert.match(malformed.text, /Input validation error/);
+      const noSuchAction = await alice.call('mesh_state', { action: 'drop-table' });
+      assert.equal(noSuchAction.isError, true);
       assert.equal((await alice.call('mesh_status')).isError, false, 'still serving');
 
       // An agent that exits unregisters, releasing its claims; the other sees it leave.
