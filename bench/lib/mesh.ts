@@ -912,32 +912,20 @@ function problemLines(figures: MeshFigures): string[] {
   return ['', 'Problems:', '', ...figures.problems.map((p) => `- ${p}`)];
 }
 
-/** The mesh figures as text tables for stdout. */
-export function meshReport(figures: MeshFigures): string {
+/** The mesh figures as tables drawn by `table`: text for stdout, Markdown for the README. */
+function meshTables(figures: MeshFigures, table: typeof textTable): string {
   if (figures.skipped !== null) return `Agent mesh skipped: ${figures.skipped}`;
   return [
     intro(figures),
     '',
-    textTable(THROUGHPUT_HEADER, throughputRows(figures)),
+    table(THROUGHPUT_HEADER, throughputRows(figures)),
     '',
-    textTable(LATENCY_HEADER, latencyRows(figures)),
+    table(LATENCY_HEADER, latencyRows(figures)),
     '',
-    textTable(MESH_GOAL_HEADER, goalRows(figures)),
+    table(MESH_GOAL_HEADER, goalRows(figures)),
     ...problemLines(figures),
   ].join('\n');
 }
 
-/** The mesh figures as Markdown, for the README's mesh results section. */
-export function meshMarkdown(figures: MeshFigures): string {
-  if (figures.skipped !== null) return `Agent mesh skipped: ${figures.skipped}`;
-  return [
-    intro(figures),
-    '',
-    markdownTable(THROUGHPUT_HEADER, throughputRows(figures)),
-    '',
-    markdownTable(LATENCY_HEADER, latencyRows(figures)),
-    '',
-    markdownTable(MESH_GOAL_HEADER, goalRows(figures)),
-    ...problemLines(figures),
-  ].join('\n');
-}
+export const meshReport = (figures: MeshFigures) => meshTables(figures, textTable);
+export const meshMarkdown = (figures: MeshFigures) => meshTables(figures, markdownTable);
