@@ -306,6 +306,36 @@ describe('palisade mcp: agents on the mesh through the MCP SDK client', () => {
     }
   });
 
+  test('a broker killed outright (SIGKILL) loses no committed message either', async () => {
+    const home = tempHome();
+    const root = tempHome('palisade-repo-');
+    let broker = await serveProcess(home);
+    const agents: MeshAgent[] = [];
+    try {
+      const sender = await startMeshAgent({ home, cwd: repo(root, 'a'), name: 'a' });
+      const receiver = await startMeshAgent({ home, cwd: repo(root, 'b'), name: 'b' });
+      agents.push(sender, receiver);
+      await receiver.call('mesh_status');
+      const sends = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => sender.call('mesh_send', { to: 'b', text: `n${i}` })),
+      );
+      assert.ok(sends.every((r) => !r.isError));
+      broker.kill('SIGKILL');
+      await once(broker, 'exit');
+      broker = await serveProcess(home); // takes over the pid file the dead one left
+      const inbox = await receiver.call('mesh_inbox', { limit: 100 });
+      assert.deepEqual(
+        peerBlocks(inbox.text)
+          .map((b) => b.body)
+          .sort(),
+        Array.from({ length: 20 }, (_, i) => `n${i}`).sort(),
+      );
+    } finally {
+      await closeAll(agents);
+      await stop(broker);
+    }
+  });
+
   test('with no broker running, palisade mcp starts one in the background on loopback', async () => {
     const home = tempHome();
     const agent = await startMeshAgent({ home, name: 'solo', startBroker: true });
