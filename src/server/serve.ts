@@ -71,7 +71,7 @@ export async function startServer(
 
   try {
     const masterKey = loadMasterKey(config.home, config.secret);
-    const store = await openStore(config.home);
+    const store = await openStore(config.home, { checkpointEveryMs: 1000 });
     cleanups.push(() => store.close());
     const audit = createAuditLog(store, config.home);
     const keys = createKeyRing(store);

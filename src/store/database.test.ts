@@ -74,3 +74,25 @@ test('audit entries cannot be edited or deleted', async () => {
   await assert.rejects(store.db.deleteFrom('audit_entry').execute(), /append-only/);
   await store.close();
 });
+
+test('with checkpointEveryMs, WAL checkpoints run on a worker thread, not on the writer', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'palisade-store-'));
+  const store = await openStore(home, { checkpointEveryMs: 50 });
+  try {
+    assert.equal(store.sqlite.pragma('wal_autocheckpoint', { simple: true }), 0);
+    const before = statSync(join(home, 'palisade.db')).size;
+    store.sqlite.exec('create table filler (x blob)');
+    const insert = store.sqlite.prepare('insert into filler (x) values (randomblob(4000))');
+    for (let i = 0; i < 500; i += 1) insert.run();
+    // The pages reach the database file without the writer checkpointing.
+    for (let i = 0; i < 100 && statSync(join(home, 'palisade.db')).size <= before; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(statSync(join(home, 'palisade.db')).size > before + 500 * 4000);
+  } finally {
+    await store.close();
+  }
+  const again = await openStore(home);
+  assert.equal(again.sqlite.prepare('select count(*) from filler').pluck().get(), 500);
+  await again.close();
+});

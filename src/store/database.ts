@@ -2,6 +2,7 @@ import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { chmodSync, existsSync, watch, type FSWatcher } from 'node:fs';
 import { homeFile } from '../config/index.js';
+import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema/index.js';
 
@@ -25,7 +26,16 @@ export interface Store {
  * const store = await openStore(home);
  * await store.db.selectFrom('api_key').selectAll().execute();
  */
-export async function openStore(home: string): Promise<Store> {
+export async function openStore(
+  home: string,
+  options: {
+    /**
+     * Run WAL checkpoints on a worker thread every this many ms instead of SQLite's automatic
+     * ones on the writing thread (the server does; short-lived CLI commands do not).
+     */
+    checkpointEveryMs?: number;
+  } = {},
+): Promise<Store> {
   const path = homeFile(home, 'palisade.db');
   const created = !existsSync(path);
   const sqlite = new SqliteDatabase(path);
@@ -35,10 +45,17 @@ export async function openStore(home: string): Promise<Store> {
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
 
+  let checkpointer: Checkpointer | undefined;
+  if (options.checkpointEveryMs !== undefined) {
+    sqlite.pragma('wal_autocheckpoint = 0');
+    checkpointer = startCheckpointer(path, options.checkpointEveryMs);
+  }
+
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   const { error } = await migrator.migrateToLatest();
   if (error) {
+    await checkpointer?.close();
     await db.destroy();
     throw error instanceof Error ? error : new Error(String(error));
   }
@@ -72,6 +89,7 @@ export async function openStore(home: string): Promise<Store> {
     },
     close: async () => {
       watcher?.close();
+      await checkpointer?.close();
       await db.destroy();
     },
   };
