@@ -20,6 +20,9 @@ import {
 import type { Goal, Machine } from './results.js';
 import { goal, markdownTable, textTable } from './results.js';
 import { percentile, round } from './stats.js';
+
+/** A percentile of millisecond figures, to the microsecond. */
+const percentileMs = (values: number[], p: number) => round(percentile(values, p), 3);
 import { cleanEnv, PALISADE_CLI, type BenchContext } from './targets.js';
 
 /**
@@ -627,10 +630,10 @@ async function measureLatencyRun(
     sent,
     delivered: latencies.length,
     errors,
-    p50Ms: round(percentile(latencies, 50), 3),
-    p90Ms: round(percentile(latencies, 90), 3),
-    p99Ms: round(percentile(latencies, 99), 3),
-    maxMs: round(percentile(latencies, 100), 3),
+    p50Ms: percentileMs(latencies, 50),
+    p90Ms: percentileMs(latencies, 90),
+    p99Ms: percentileMs(latencies, 99),
+    maxMs: percentileMs(latencies, 100),
     otherCores: round(cpu.other / cpu.wallSeconds, 2),
     ...(firstProblem === undefined ? {} : { firstProblem }),
   };
@@ -689,11 +692,11 @@ async function measureBroadcast(mesh: Mesh, settings: MeshSettings): Promise<Mes
     recipients,
     complete: last.length,
     errors,
-    lastP50Ms: round(percentile(last, 50), 3),
-    lastP99Ms: round(percentile(last, 99), 3),
-    lastMaxMs: round(percentile(last, 100), 3),
-    eachP50Ms: round(percentile(each, 50), 3),
-    eachP99Ms: round(percentile(each, 99), 3),
+    lastP50Ms: percentileMs(last, 50),
+    lastP99Ms: percentileMs(last, 99),
+    lastMaxMs: percentileMs(last, 100),
+    eachP50Ms: percentileMs(each, 50),
+    eachP99Ms: percentileMs(each, 99),
     ...(firstProblem === undefined ? {} : { firstProblem }),
   };
 }

@@ -19,7 +19,9 @@ import {
   type EventView,
   type MeshClient,
   type MessageView,
+  matchPeer,
   OPERATOR_AGENT,
+  PEER_ID,
   type PeerView,
   type Scope,
 } from '../mesh/index.js';
@@ -28,7 +30,6 @@ import { CliError, printRows, type GlobalOptions } from './context.js';
 /** The name and agent the CLI's own peer registers with. */
 const OPERATOR_NAME = 'operator';
 
-const PEER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 /** The most the broker hands back in one inbox listing, and in one page of events. */
 const PAGE = 1000;
 const EVENT_PAGE = 500;
@@ -199,21 +200,15 @@ function describePeer(peer: PeerView): string {
  * more. Of several peers with one name, the only one online wins.
  */
 export function resolvePeer(peers: PeerView[], wanted: string): PeerView {
-  const lower = wanted.toLowerCase();
-  const byId = peers.find((p) => p.id === lower);
-  if (byId) return byId;
-  const named = peers.filter((p) => p.name === wanted);
-  const online = named.filter((p) => p.presence === 'online');
-  if (named.length === 1) return named[0] as PeerView;
-  if (named.length > 1 && online.length === 1) return online[0] as PeerView;
-  const candidates =
-    named.length > 0 ? named : lower.length >= 4 ? peers.filter((p) => p.id.startsWith(lower)) : [];
-  if (candidates.length === 1) return candidates[0] as PeerView;
+  const match = matchPeer(peers, wanted);
+  if (match.peer) return match.peer;
+  const { candidates, byName } = match;
   if (candidates.length > 1) {
     throw new CliError(
-      `"${plain(wanted)}" matches ${candidates.length} peers: ${candidates.map(describePeer).join('; ')}; ${named.length > 0 ? 'use one of the ids' : 'give more of the id'}`,
+      `"${plain(wanted)}" matches ${candidates.length} peers: ${candidates.map(describePeer).join('; ')}; ${byName ? 'use one of the ids' : 'give more of the id'}`,
     );
   }
+  const lower = wanted.toLowerCase();
   const hint =
     lower.length < 4 && /^[0-9a-f-]+$/.test(lower)
       ? ' (an id prefix needs 4 characters or more)'

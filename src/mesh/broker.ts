@@ -293,16 +293,17 @@ export function createMeshBroker(options: {
     >,
     // A null seq is the next one; a message's event takes the message's id as its seq.
     insertEvent: db.prepare(
-      'insert into mesh_event (seq, type, peer_id, message_id, data, created_at) values (?, ?, ?, ?, ?, ?)',
+      'insert into mesh_event (seq, type, peer_id, data, created_at) values (?, ?, ?, ?, ?)',
     ),
     eventsAll: db.prepare(
       'select * from mesh_event where seq > ? order by seq limit ?',
     ) as Statement<[number, number], MeshEventRow>,
-    // A message's event is seen by its sender and its recipients only; other events by all.
+    // A message's event (its seq is the message's id) is seen by the message's recipients
+    // only; other events by all.
     eventsFor: db.prepare(
       `select e.* from mesh_event e where e.seq > @since and (
          e.type != 'message.sent' or exists (
-           select 1 from mesh_delivery d where d.message_id = e.message_id and d.peer_id = @viewer))
+           select 1 from mesh_delivery d where d.message_id = e.seq and d.peer_id = @viewer))
        order by e.seq limit @limit`,
     ) as Statement<[{ since: number; viewer: string; limit: number }], MeshEventRow>,
     delivery: db.prepare(
@@ -348,7 +349,6 @@ export function createMeshBroker(options: {
     firstFreshMessage: db
       .prepare('select id from mesh_message where created_at >= ? order by id limit 1')
       .pluck(),
-    lastMessage: db.prepare('select coalesce(max(id), 0) from mesh_message').pluck(),
     pruneMessages: db.prepare('delete from mesh_message where id < ?'),
     firstFreshEvent: db
       .prepare('select seq from mesh_event where created_at >= ? order by seq limit 1')
@@ -379,20 +379,14 @@ export function createMeshBroker(options: {
     peerId: string | null,
     data: Record<string, unknown>,
     extra: {
-      messageId?: number;
+      /** The seq to take (a message's id); the next one when omitted. */
+      seq?: number;
       audience?: ReadonlySet<string> | null;
       message?: MessageView;
     } = {},
   ): EventView {
     const at = iso(now());
-    const result = q.insertEvent.run(
-      extra.messageId ?? null,
-      type,
-      peerId,
-      extra.messageId ?? null,
-      JSON.stringify(data),
-      at,
-    );
+    const result = q.insertEvent.run(extra.seq ?? null, type, peerId, JSON.stringify(data), at);
     const event: EventView = {
       seq: Number(result.lastInsertRowid),
       type,
@@ -510,11 +504,12 @@ export function createMeshBroker(options: {
     return claim;
   }
 
-  function messageFor(event: EventView, viewer: string | undefined, messageId: number | null) {
-    if (viewer === undefined || messageId === null || event.peer_id === viewer) return;
-    const delivery = q.delivery.get(messageId, viewer);
+  /** Attaches to a `message.sent` event the message itself, for one of its recipients. */
+  function messageFor(event: EventView, viewer: string | undefined) {
+    if (viewer === undefined || event.type !== 'message.sent') return;
+    const delivery = q.delivery.get(event.seq, viewer);
     if (delivery === undefined) return;
-    const row = q.message.get(messageId);
+    const row = q.message.get(event.seq);
     if (row) event.message = messageView({ ...row, read_at: delivery.read_at });
   }
 
@@ -548,7 +543,7 @@ export function createMeshBroker(options: {
         ...(to ? { to_name: to.name } : { scope, recipients: recipients.length }),
         bytes: Buffer.byteLength(text),
       },
-      { messageId: id, audience: new Set(recipients), message },
+      { seq: id, audience: new Set(recipients), message },
     );
     return message;
   }
@@ -771,7 +766,7 @@ export function createMeshBroker(options: {
           : q.eventsFor.all({ since, viewer, limit });
       return rows.map((row) => {
         const event = eventView(row);
-        messageFor(event, viewer, row.message_id);
+        messageFor(event, viewer);
         return event;
       });
     },
@@ -883,14 +878,7 @@ export function createMeshBroker(options: {
       });
     },
 
-    claims: () =>
-      q.liveClaims.all(iso(now())).map((row) => ({
-        path: row.path,
-        peer_id: row.peer_id,
-        peer_name: row.peer_name,
-        claimed_at: row.claimed_at,
-        expires_at: row.expires_at,
-      })),
+    claims: () => q.liveClaims.all(iso(now())),
 
     sweep() {
       return write(() => {
@@ -912,7 +900,7 @@ export function createMeshBroker(options: {
         }
         const freshMessage =
           (q.firstFreshMessage.get(iso(at - limits.messageTtlMs)) as number | undefined) ??
-          (q.lastMessage.get() as number) + 1;
+          Number.MAX_SAFE_INTEGER;
         const messages = q.pruneMessages.run(freshMessage).changes;
         // The newest event is always kept, so sequence numbers never start again from 1.
         const freshEvent =

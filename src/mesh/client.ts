@@ -142,7 +142,7 @@ export function createMeshClient(options: MeshClientOptions) {
   /**
    * One request, retried while the broker is down, restarting (503, a new token) or moved (a
    * new port). With `mayStart`, a broker is started when none answers: at once if none ever
-   * wrote its address, else once the retries run out.
+   * ran for the home (no token), else once the retries run out.
    */
   async function call<T>(
     method: string,

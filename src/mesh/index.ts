@@ -15,7 +15,7 @@ export {
   type StateView,
 } from './broker.js';
 export { readMeshEndpoint } from './token.js';
-export { MAX_PAYLOAD_BYTES, MAX_SUMMARY_CHARS, MESH_BODY_LIMIT } from './schemas.js';
+export { MAX_PAYLOAD_BYTES, MAX_SUMMARY_CHARS, MESH_BODY_LIMIT, PEER_ID } from './schemas.js';
 export {
   createMeshClient,
   describeNoBroker,
@@ -34,3 +34,4 @@ export {
 } from './mcp-server.js';
 export { framePeerContent, PEER_CONTENT_NOTICE, type PeerContent } from './framing.js';
 export { createSseParser, streamEventsOnce, type SseFrame } from './sse.js';
+export { matchPeer, type PeerMatch } from './peer-ref.js';

@@ -17,6 +17,7 @@ import {
   type Registered,
 } from './client.js';
 import { framePeerContent, type PeerContent } from './framing.js';
+import { matchPeer } from './peer-ref.js';
 import { MAX_SUMMARY_CHARS } from './schemas.js';
 
 /** Which coding agent started this process, from the variables each one sets. */
@@ -235,22 +236,13 @@ export async function runMcpServer(options: McpServerOptions): Promise<{ close()
     return new Map(peers.map((p) => [p.id, p]));
   }
 
-  /** A peer id, an exact name, or an id prefix of at least 4 characters. */
+  /** A peer id, an exact name, or an id prefix of at least 4 characters (see matchPeer). */
   async function resolvePeer(ref: string): Promise<PeerView> {
-    const { peers } = await client.peers();
-    const byId = peers.find((p) => p.id === ref.toLowerCase());
-    if (byId) return byId;
-    const byName = peers.filter((p) => p.name === ref);
-    const matches =
-      byName.length > 0
-        ? byName
-        : ref.length >= 4
-          ? peers.filter((p) => p.id.startsWith(ref.toLowerCase()))
-          : [];
-    if (matches.length === 1) return matches[0] as PeerView;
-    if (matches.length > 1) {
+    const match = matchPeer((await client.peers()).peers, ref);
+    if (match.peer) return match.peer;
+    if (match.candidates.length > 1) {
       throw new Error(
-        `"${ref}" names ${matches.length} peers (${matches.map((p) => p.id).join(', ')}); use a peer id`,
+        `"${ref}" names ${match.candidates.length} peers (${match.candidates.map((p) => p.id).join(', ')}); use a peer id`,
       );
     }
     throw new Error(`no peer "${ref}" on this machine; mesh_peers lists them`);

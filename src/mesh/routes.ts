@@ -3,7 +3,7 @@ import { posix, win32 } from 'node:path';
 import { isLoopbackHost } from '../config/index.js';
 import { createErrorHandler, HttpError } from '../server/errors.js';
 import type { BrokerNotice, EventView, MeshBroker } from './broker.js';
-import { checkPayload, MESH_BODY_LIMIT, parse, schemas } from './schemas.js';
+import { checkPayload, MESH_BODY_LIMIT, parse, PEER_ID, schemas } from './schemas.js';
 import { createBearerCheck } from './token.js';
 import type { WindowLimiter } from './window-limiter.js';
 
@@ -21,7 +21,6 @@ export interface MeshRoutesOptions {
   keepAliveMs?: number;
 }
 
-const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 /** An SSE client that lets this much pile up unread is cut; it reconnects with Last-Event-ID. */
 const MAX_SSE_BACKLOG = 1024 * 1024;
 
@@ -37,7 +36,7 @@ function limitKey(request: FastifyRequest, broker: MeshBroker): string {
     (request.query as Record<string, unknown> | undefined)?.peer_id,
   ];
   for (const value of sources) {
-    if (typeof value !== 'string' || !UUID_SHAPE.test(value)) continue;
+    if (typeof value !== 'string' || !PEER_ID.test(value)) continue;
     const id = value.toLowerCase();
     if (broker.knows(id)) return id;
   }
@@ -60,9 +59,7 @@ function isVisible(notice: BrokerNotice, viewer: string | undefined): boolean {
 
 /** The event as `viewer` gets it: a message's text only for its recipients. */
 function eventFor(notice: BrokerNotice, viewer: string | undefined): EventView {
-  if (notice.message === undefined || viewer === undefined || viewer === notice.event.peer_id) {
-    return notice.event;
-  }
+  if (notice.message === undefined || viewer === undefined) return notice.event;
   return { ...notice.event, message: notice.message };
 }
 
@@ -150,8 +147,6 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     );
   });
 
-  const routeOptions = { bodyLimit: MESH_BODY_LIMIT };
-
   mesh.get('/health', async () => ({ status: 'ok', version: options.version }));
 
   mesh.get('/status', async () => ({
@@ -169,7 +164,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     },
   }));
 
-  mesh.post('/peers', routeOptions, async (request, reply) => {
+  mesh.post('/peers', async (request, reply) => {
     const input = parse(schemas.register, request.body);
     const registered = broker.register(input);
     return reply.code(201).send({
@@ -202,7 +197,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     return { peer: broker.peer(id) };
   });
 
-  mesh.patch('/peers/:id', routeOptions, async (request) => {
+  mesh.patch('/peers/:id', async (request) => {
     const { id } = parse(schemas.peerParams, request.params, 'URL');
     return { peer: broker.update(id, parse(schemas.update, request.body)) };
   });
@@ -218,7 +213,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     return reply.code(204).send();
   });
 
-  mesh.post('/messages', routeOptions, async (request, reply) => {
+  mesh.post('/messages', async (request, reply) => {
     const input = parse(schemas.send, request.body);
     checkPayload('text', input.text);
     if (input.to && input.scope !== undefined) {
@@ -240,7 +235,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     };
   });
 
-  mesh.post('/peers/:id/inbox/read', routeOptions, async (request) => {
+  mesh.post('/peers/:id/inbox/read', async (request) => {
     const { id } = parse(schemas.peerParams, request.params, 'URL');
     const { ids } = parse(schemas.markRead, request.body ?? {});
     return { marked: broker.markRead(id, ids) };
@@ -347,7 +342,7 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     return { entry };
   });
 
-  mesh.put('/state', routeOptions, async (request) => {
+  mesh.put('/state', async (request) => {
     const input = parse(schemas.stateSet, request.body);
     checkPayload('value', input.value);
     return { entry: broker.stateSet(input.peer_id, input.project, input.key, input.value) };
@@ -360,13 +355,13 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
 
   mesh.get('/claims', async () => ({ claims: broker.claims() }));
 
-  mesh.post('/claims', routeOptions, async (request, reply) => {
+  mesh.post('/claims', async (request, reply) => {
     const input = parse(schemas.claim, request.body);
     const claim = broker.claim(input.peer_id, normalizePath(input.path), input.ttl_ms);
     return reply.code(201).send({ claim });
   });
 
-  mesh.post('/claims/release', routeOptions, async (request) => {
+  mesh.post('/claims/release', async (request) => {
     const input = parse(schemas.release, request.body);
     broker.release(input.peer_id, normalizePath(input.path));
     return { released: true };

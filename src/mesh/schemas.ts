@@ -14,6 +14,9 @@ const SCOPES = ['machine', 'directory', 'repo'] as const;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 // UUIDs are case-insensitive; the broker stores them as randomUUID() writes them, in lower case.
+/** A peer id as the broker hands them out: a UUIDv4, in any case. */
+export const PEER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
 const peerId = z
   .uuidv4({ error: 'must be a peer id (a UUIDv4 from POST /mesh/peers)' })
   .transform((id) => id.toLowerCase());

@@ -1,9 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
+import { isLoopbackHost } from '../config/index.js';
 import type { Store } from '../store/index.js';
 import { createMeshBroker, type MeshBroker, type MeshLimits } from './broker.js';
 import { meshRoutes } from './routes.js';
-import { writeMeshToken, writeMeshUrl } from './token.js';
+import { removeMeshUrl, writeMeshToken, writeMeshUrl } from './token.js';
 import { createWindowLimiter } from './window-limiter.js';
 
 export interface MeshOptions {
@@ -24,8 +25,12 @@ export interface Mesh {
   token: string;
   /** Register under /mesh. */
   routes: FastifyPluginAsync;
-  /** Records where loopback clients reach the broker, once the server listens. */
-  announce(url: string): void;
+  /**
+   * Once the server listens: records in `mesh.url` where clients on this machine reach the
+   * broker, or warns that none can (a server bound to one non-loopback address).
+   */
+  announce(host: string, port: number): void;
+  /** Stops the timer and removes `mesh.url`, so clients see at once that no broker runs. */
   close(): void;
 }
 
@@ -74,7 +79,28 @@ export function createMesh(options: MeshOptions): Mesh {
     broker,
     token,
     routes,
-    announce: (url) => writeMeshUrl(options.home, url),
-    close: () => clearInterval(timer),
+    announce(host, port) {
+      const url = loopbackUrl(host, port);
+      if (url !== undefined) writeMeshUrl(options.home, url);
+      else {
+        logger.warn(
+          `the agent mesh serves loopback clients only, and a server bound to ${host} cannot be reached on loopback; bind to 0.0.0.0 or 127.0.0.1 to use it`,
+        );
+      }
+    },
+    close() {
+      clearInterval(timer);
+      removeMeshUrl(options.home);
+    },
   };
+}
+
+/** Where a client on this machine reaches a server bound to `host`, if it can. */
+function loopbackUrl(host: string, port: number): string | undefined {
+  if (host === '0.0.0.0' || host === 'localhost') return `http://127.0.0.1:${port}`;
+  if (host === '::') return `http://[::1]:${port}`;
+  if (!isLoopbackHost(host)) return undefined;
+  return host.includes(':')
+    ? `http://[${host.replace(/^\[|\]$/g, '')}]:${port}`
+    : `http://${host}:${port}`;
 }

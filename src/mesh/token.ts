@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync } from 'node:fs';
 import { homeFile, writePrivateFile } from '../config/index.js';
 import { constantTimeEqual, sha256Hex } from '../crypto/index.js';
 
@@ -20,6 +20,11 @@ export function writeMeshToken(home: string): string {
 /** Records the broker's loopback URL in `mesh.url` (0600) for clients on this machine. */
 export function writeMeshUrl(home: string, url: string): void {
   replacePrivateFile(homeFile(home, 'mesh.url'), `${url}\n`);
+}
+
+/** Forgets where the broker listened: it is stopping. */
+export function removeMeshUrl(home: string): void {
+  rmSync(homeFile(home, 'mesh.url'), { force: true });
 }
 
 /** The token and URL of the broker serving `home`, or undefined for what is not there. */

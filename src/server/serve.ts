@@ -15,8 +15,6 @@ import { loadMasterKey } from '../crypto/index.js';
 import { createMesh, type Mesh } from '../mesh/index.js';
 import { createUpstreamRegistry, type Lookup, type UpstreamRegistry } from '../gateway/index.js';
 import { openStore, type Store } from '../store/index.js';
-import { rmSync } from 'node:fs';
-import { homeFile } from '../config/index.js';
 import { buildApp } from './app.js';
 import { openAiErrorBody } from './errors.js';
 import { createLogger } from './logger.js';
@@ -144,10 +142,7 @@ export async function startServer(
         },
       });
       mesh = created;
-      cleanups.push(() => {
-        created.close();
-        rmSync(homeFile(config.home, 'mesh.url'), { force: true });
-      });
+      cleanups.push(() => created.close());
     }
     const app = buildApp({
       config,
@@ -200,14 +195,7 @@ export async function startServer(
     const port = typeof address === 'object' && address ? address.port : config.port;
     const shownHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const url = `http://${shownHost}:${port}`;
-    if (mesh) {
-      const meshUrl = loopbackUrl(config.host, port);
-      if (meshUrl) mesh.announce(meshUrl);
-      else
-        logger.warn(
-          `the agent mesh serves loopback clients only, and a server bound to ${config.host} cannot be reached on loopback; bind to 0.0.0.0 or 127.0.0.1 to use it`,
-        );
-    }
+    mesh?.announce(config.host, port);
     logger.info(
       {
         url,
@@ -254,15 +242,4 @@ export async function startServer(
     await cleanup();
     throw error;
   }
-}
-
-/** Where a client on this machine reaches a server bound to `host`, if it can. */
-function loopbackUrl(host: string, port: number): string | undefined {
-  if (host === '0.0.0.0') return `http://127.0.0.1:${port}`;
-  if (host === '::') return `http://[::1]:${port}`;
-  if (!isLoopbackHost(host)) return undefined;
-  if (host === 'localhost') return `http://127.0.0.1:${port}`;
-  return host.includes(':')
-    ? `http://[${host.replace(/^\[|\]$/g, '')}]:${port}`
-    : `http://${host}:${port}`;
 }

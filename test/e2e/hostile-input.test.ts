@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { listApiKeys, revokeApiKey } from '../../src/auth/index.js';
 import { openStore } from '../../src/store/index.js';
 import { verifyAudit } from '../../src/audit/index.js';
-import { head, rawRequest } from '../support/http.js';
+import { head, rawRequest, sendRequest } from '../support/http.js';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
 import { startPalisade, type TestPalisade } from '../support/palisade.js';
 
@@ -46,29 +46,13 @@ describe('hostile input against /v1', () => {
       auth?: string | null;
     } = {},
   ) {
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      ...options.headers,
-    };
-    const auth = options.auth === undefined ? key : options.auth;
-    if (auth !== null) headers.authorization = `Bearer ${auth}`;
-    const response = await request(`${palisade.url}${path}`, {
-      method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
-      headers,
-      body:
-        options.body === undefined
-          ? undefined
-          : typeof options.body === 'string'
-            ? options.body
-            : JSON.stringify(options.body),
+    const response = await sendRequest(`${palisade.url}${path}`, {
+      ...(options.method ? { method: options.method } : {}),
+      ...(options.body === undefined ? {} : { body: options.body }),
+      headers: { 'content-type': 'application/json', ...options.headers },
+      token: options.auth === undefined ? key : options.auth,
     });
-    const text = await response.body.text();
-    return {
-      status: response.statusCode,
-      headers: response.headers,
-      text,
-      json: () => JSON.parse(text) as ErrorBody,
-    };
+    return { ...response, json: () => response.json<ErrorBody>() };
   }
 
   interface ErrorBody {

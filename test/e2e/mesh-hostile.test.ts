@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { head, rawRequest } from '../support/http.js';
+import { head, rawRequest, sendRequest, type JsonResponse } from '../support/http.js';
 import { startPalisade, type TestPalisade } from '../support/palisade.js';
 import { meshSnapshot } from '../support/mesh-snapshot.js';
 
@@ -17,12 +17,7 @@ interface ErrorBody {
   request_id: string;
 }
 
-interface Response {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  json: <T = Record<string, unknown>>() => T;
-}
+type Response = JsonResponse;
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -40,28 +35,11 @@ function meshClient(palisade: () => TestPalisade) {
     } = {},
   ): Promise<Response> {
     const server = palisade();
-    const headers: Record<string, string> = {};
-    if (options.body !== undefined) headers['content-type'] = 'application/json';
-    const auth = options.auth === undefined ? server.server.mesh?.token : options.auth;
-    if (auth !== null && auth !== undefined) headers.authorization = `Bearer ${auth}`;
-    Object.assign(headers, options.headers);
-    const response = await request(`${server.url}${path}`, {
-      method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
-      headers,
-      body:
-        options.body === undefined
-          ? undefined
-          : typeof options.body === 'string' || Buffer.isBuffer(options.body)
-            ? options.body
-            : JSON.stringify(options.body),
+    const { auth, ...rest } = options;
+    return sendRequest(`${server.url}${path}`, {
+      ...rest,
+      token: auth === undefined ? server.server.mesh?.token : auth,
     });
-    const text = await response.body.text();
-    return {
-      status: response.statusCode,
-      headers: response.headers,
-      text,
-      json: <T>() => JSON.parse(text) as T,
-    };
   };
 }
 
@@ -568,6 +546,8 @@ describe('hostile input against /mesh', () => {
       ['PATCH', `/mesh/peers/${a}`, { status: 'sleeping' }, /^status: /],
       ['PATCH', `/mesh/peers/${a}`, { summary: 7 }, /^summary: must be a string/],
       ['PATCH', `/mesh/peers/${a}`, [], /must be a JSON object/],
+      ['PATCH', `/mesh/peers/${a}`, { cwd: 'relative/dir' }, /^cwd: must be an absolute path/],
+      ['PATCH', `/mesh/peers/${a}`, { git_root: '/x\u0000y' }, /^git_root: must not hold control/],
       ['POST', '/mesh/claims', { peer_id: a, path: '/x', ttl_ms: '600000' }, /^ttl_ms: /],
       ['POST', '/mesh/claims', { peer_id: a, path: '/x', ttl_ms: 10 }, /^ttl_ms: /],
       ['POST', '/mesh/claims', { peer_id: a, path: ['/x'] }, /^path: /],
@@ -583,6 +563,9 @@ describe('hostile input against /mesh', () => {
       [`/mesh/peers/${b}/inbox?limit=abc`, /^limit: /],
       [`/mesh/peers/${b}/inbox?limit=0`, /^limit: /],
       [`/mesh/peers/${b}/inbox?unread=maybe`, /^unread: /],
+      [`/mesh/peers/${b}/inbox?after=-1`, /^after: /],
+      [`/mesh/peers/${b}/inbox?after=abc`, /^after: /],
+      ['/mesh/peers?include_left=yes', /^include_left: /],
       ['/mesh/events?wait=-1', /^wait: /],
       ['/mesh/events?wait=600000', /^wait: /],
       ['/mesh/events?since=1.5', /^since: /],

@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { request } from 'undici';
 
 export interface RawResponse {
   status: number;
@@ -103,4 +104,47 @@ export function head(
       .join('') +
     '\r\n'
   );
+}
+
+export interface JsonResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json: <T = Record<string, unknown>>() => T;
+}
+
+/**
+ * One request through undici: an object body is sent as JSON, a string or buffer as it is
+ * (hostile tests send broken JSON on purpose); `token` adds `Authorization: Bearer`.
+ */
+export async function sendRequest(
+  url: string,
+  options: {
+    method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
+    body?: unknown;
+    headers?: Record<string, string>;
+    token?: string | null;
+  } = {},
+): Promise<JsonResponse> {
+  const headers: Record<string, string> = {};
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  if (typeof options.token === 'string') headers.authorization = `Bearer ${options.token}`;
+  Object.assign(headers, options.headers);
+  const response = await request(url, {
+    method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
+    headers,
+    body:
+      options.body === undefined
+        ? undefined
+        : typeof options.body === 'string' || Buffer.isBuffer(options.body)
+          ? options.body
+          : JSON.stringify(options.body),
+  });
+  const text = await response.body.text();
+  return {
+    status: response.statusCode,
+    headers: response.headers,
+    text,
+    json: <T>() => JSON.parse(text) as T,
+  };
 }

@@ -46,11 +46,11 @@ export interface MeshDeliveryTable {
 }
 
 export interface MeshEventTable {
+  /** Grows with every event; a `message.sent` event's seq is its message's id. */
   seq: Generated<number>;
   type: string;
   /** The peer the event is about or by. */
   peer_id: string | null;
-  message_id: number | null;
   data: JsonText<Record<string, unknown>>;
   created_at: IsoDate;
 }
