@@ -17,4 +17,8 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    files: ['src/web/**/*.{ts,tsx}'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
 );

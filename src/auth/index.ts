@@ -14,3 +14,4 @@ export {
 export { createRateLimiter, type BucketLimits, type RateLimiter } from './token-bucket.js';
 export { compileGlob, matchesAny, type Glob } from './glob.js';
 export { readPresentedKey } from './presented-key.js';
+export { requireAdmin, requireUser, type SessionUser } from './request-user.js';

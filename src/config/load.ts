@@ -40,7 +40,9 @@ export function loadConfig(sources: { flags?: FlagValues; env?: NodeJS.ProcessEn
     try {
       config[key] = (setting.parse as (t: string) => unknown)(text);
     } catch (error) {
-      const shown = setting.env === 'PALISADE_SECRET' ? '(hidden)' : JSON.stringify(text);
+      const shown = ['PALISADE_SECRET', 'PALISADE_SETUP_TOKEN'].includes(setting.env)
+        ? '(hidden)'
+        : JSON.stringify(text);
       const why = error instanceof Error ? error.message : String(error);
       const name = origin === setting.env ? origin : `${origin} (${setting.env})`;
       throw new ConfigError(`invalid ${name}: ${why}; got ${shown}`);

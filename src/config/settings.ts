@@ -114,6 +114,38 @@ function peerLabel(text: string): string {
   return label;
 }
 
+export type HstsMode = 'off' | 'on' | 'preload';
+
+function hstsMode(text: string): HstsMode {
+  const t = text.trim().toLowerCase();
+  if (t === 'preload') return 'preload';
+  try {
+    return boolean(t) ? 'on' : 'off';
+  } catch {
+    throw new Error('expected off, on or preload');
+  }
+}
+
+function powerOfTwo(min: number, max: number) {
+  const parseInteger = integer(min, max);
+  return (text: string): number => {
+    const value = parseInteger(text);
+    if ((value & (value - 1)) !== 0)
+      throw new Error(`expected a power of two from ${min} to ${max}`);
+    return value;
+  };
+}
+
+/** A setup token typed by a person: 16 to 256 printable characters. */
+function setupToken(text: string): string | undefined {
+  const token = text.trim();
+  if (token === '') return undefined;
+  if (token.length < 16 || token.length > 256 || !/^[\x21-\x7e]+$/.test(token)) {
+    throw new Error('expected 16 to 256 printable characters without spaces');
+  }
+  return token;
+}
+
 export function parseUpstreamSpec(text: string): UpstreamSpec {
   const eq = text.indexOf('=');
   const name = text.slice(0, eq).trim();
@@ -381,6 +413,90 @@ export const SETTINGS = {
     default: 10_000,
     help: '(palisade mcp) How long a call waits for a mesh broker that is down or restarting.',
     parse: duration(0),
+  },
+  auth: {
+    env: 'PALISADE_AUTH',
+    default: true,
+    help: 'Accounts for the web app. false: one trusted user without login, on a loopback bind only and only while no other user exists.',
+    parse: boolean,
+  },
+  setupToken: {
+    env: 'PALISADE_SETUP_TOKEN',
+    default: undefined as string | undefined,
+    help: 'The one-time token the web setup page asks for on a non-loopback bind; empty: one is minted and printed at start.',
+    parse: setupToken,
+  },
+  https: {
+    env: 'PALISADE_HTTPS',
+    default: false,
+    help: 'The web app is reached over HTTPS (e.g. behind a TLS proxy): cookies get Secure and the __Host- prefix.',
+    parse: boolean,
+  },
+  hsts: {
+    env: 'PALISADE_HSTS',
+    default: 'off' as HstsMode,
+    help: 'Send Strict-Transport-Security on HTTPS responses: off, on, or preload.',
+    parse: hstsMode,
+  },
+  hstsMaxAgeMs: {
+    env: 'PALISADE_HSTS_MAX_AGE',
+    default: 2 * 365 * 86_400_000,
+    help: 'The max-age of Strict-Transport-Security.',
+    parse: duration(1000),
+  },
+  sessionTtlMs: {
+    env: 'PALISADE_SESSION_TTL',
+    default: 30 * 86_400_000,
+    help: 'How long a web session lasts; it is renewed when past half.',
+    parse: duration(60_000),
+  },
+  singleSession: {
+    env: 'PALISADE_SINGLE_SESSION',
+    default: false,
+    help: "Signing in ends the user's other sessions.",
+    parse: boolean,
+  },
+  scryptN: {
+    env: 'PALISADE_SCRYPT_N',
+    default: 131_072,
+    help: 'scrypt cost N for new password hashes (a power of two); weaker hashes are upgraded at login.',
+    parse: powerOfTwo(1024, 1_048_576),
+  },
+  scryptR: {
+    env: 'PALISADE_SCRYPT_R',
+    default: 8,
+    help: 'scrypt block size r for new password hashes.',
+    parse: integer(1, 64),
+  },
+  scryptP: {
+    env: 'PALISADE_SCRYPT_P',
+    default: 1,
+    help: 'scrypt parallelism p for new password hashes.',
+    parse: integer(1, 16),
+  },
+  chatRatePerSecond: {
+    env: 'PALISADE_CHAT_RATE',
+    default: 2,
+    help: 'Sustained chat messages per second per user (token bucket).',
+    parse: positiveNumber,
+  },
+  chatRateBurst: {
+    env: 'PALISADE_CHAT_BURST',
+    default: 60,
+    help: 'Chat messages a user may send at once before the sustained rate applies.',
+    parse: integer(1, 1_000_000),
+  },
+  apiRatePerSecond: {
+    env: 'PALISADE_API_RATE',
+    default: 20,
+    help: 'Sustained /api requests per second per user (or per client IP before login).',
+    parse: positiveNumber,
+  },
+  apiRateBurst: {
+    env: 'PALISADE_API_BURST',
+    default: 200,
+    help: '/api requests a user (or client IP) may send at once before the sustained rate applies.',
+    parse: integer(1, 1_000_000),
   },
   logLevel: {
     env: 'PALISADE_LOG_LEVEL',

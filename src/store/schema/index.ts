@@ -1,3 +1,5 @@
+import type * as account from './account.js';
+import type * as chat from './chat.js';
 import type * as anthropicModel from './anthropic-model.js';
 import type * as apiKey from './api-key.js';
 import type * as auditEntry from './audit-entry.js';
@@ -8,7 +10,9 @@ export type Database = apiKey.PartialDB &
   upstream.PartialDB &
   auditEntry.PartialDB &
   anthropicModel.PartialDB &
-  mesh.PartialDB;
+  mesh.PartialDB &
+  account.PartialDB &
+  chat.PartialDB;
 
 export type { ApiKeyRow, ApiKeyTable, KeyScope } from './api-key.js';
 export type { UpstreamRow, UpstreamTable } from './upstream.js';
@@ -23,4 +27,14 @@ export type {
   MeshStateRow,
   MeshStatus,
 } from './mesh.js';
+export type {
+  LoginChallengeRow,
+  RecoveryCodeRow,
+  SessionRow,
+  UserRole,
+  UserRow,
+  UserSecretKind,
+  UserSecretRow,
+} from './account.js';
+export type { ChatMessageRow, ChatMessageStatus, ChatRole, ConversationRow } from './chat.js';
 export * from './types.js';
