@@ -85,6 +85,13 @@ export const DETAIL_FIELDS: ReadonlySet<string> = new Set([
   'signal',
   'duration_ms',
   'peer',
+  'username',
+  'role',
+  'disabled',
+  'require_totp',
+  'session_id',
+  'kind',
+  'conversation_id',
 ]);
 
 const ACTION = /^[a-z][a-z0-9_.-]{0,63}$/;

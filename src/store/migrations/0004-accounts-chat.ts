@@ -19,7 +19,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('disabled_at', 'text')
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('last_login_at', 'text')
-    .addColumn('session_epoch', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();
 
   await db.schema

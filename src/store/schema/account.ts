@@ -20,8 +20,6 @@ export interface UserTable {
   disabled_at: IsoDate | null;
   created_at: IsoDate;
   last_login_at: IsoDate | null;
-  /** Bumped whenever every session of the user must end (password change, disable). */
-  session_epoch: Generated<number>;
 }
 
 export interface SessionTable {

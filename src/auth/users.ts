@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto';
+import { hashPassword, passwordProblem, type ScryptParams } from '../crypto/index.js';
+import { isoNow, type Store, type UserRole, type UserRow } from '../store/index.js';
+
+export const USERNAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
+
+/** A refused account change: `code` is the error code the API answers with. */
+export class AccountError extends Error {
+  override name = 'AccountError';
+  constructor(
+    readonly code: 'invalid_username' | 'weak_password' | 'username_taken' | 'user_not_found',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface NewUser {
+  username: string;
+  password: string;
+  role: UserRole;
+}
+
+/**
+ * Creates a user after checking the name and the password policy. Inside a transaction so a
+ * caller can add its own condition (see `createFirstAdmin`).
+ *
+ * @example
+ * await createUser(store, { username: 'alice', password, role: 'user' }, config.scrypt);
+ */
+export async function createUser(
+  store: Store,
+  input: NewUser,
+  params: ScryptParams,
+): Promise<UserRow> {
+  const row = await prepareUser(input, params);
+  insertUser(store, row);
+  return row;
+}
+
+/** Validates and hashes a new user's row without storing it. */
+export async function prepareUser(input: NewUser, params: ScryptParams): Promise<UserRow> {
+  if (!USERNAME_PATTERN.test(input.username)) {
+    throw new AccountError(
+      'invalid_username',
+      'a username is 1 to 32 letters, digits, dots, dashes or underscores, starting with a letter or digit',
+    );
+  }
+  const problem = passwordProblem(input.password, input.username);
+  if (problem !== undefined) throw new AccountError('weak_password', problem);
+  return {
+    id: randomUUID(),
+    username: input.username,
+    role: input.role,
+    password_hash: await hashPassword(input.password, params),
+    totp_secret_enc: null,
+    totp_enabled_at: null,
+    totp_last_step: null,
+    disabled_at: null,
+    created_at: isoNow(),
+    last_login_at: null,
+  };
+}
+
+/** Stores a prepared user; a taken name (whatever its case) is refused. */
+export function insertUser(store: Store, row: UserRow): void {
+  try {
+    store.sqlite
+      .prepare(
+        `insert into user (id, username, role, password_hash, totp_secret_enc, totp_enabled_at,
+           totp_last_step, disabled_at, created_at, last_login_at)
+         values (@id, @username, @role, @password_hash, @totp_secret_enc, @totp_enabled_at,
+           @totp_last_step, @disabled_at, @created_at, @last_login_at)`,
+      )
+      .run(row);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+      throw new AccountError('username_taken', `the username "${row.username}" is taken`);
+    }
+    throw error;
+  }
+}
+
+/**
+ * Creates the first admin only if no admin exists, in one transaction: of two setups racing,
+ * exactly one creates an admin and the other gets false.
+ */
+export async function createFirstAdmin(
+  store: Store,
+  input: Omit<NewUser, 'role'>,
+  params: ScryptParams,
+): Promise<UserRow | undefined> {
+  const row = await prepareUser({ ...input, role: 'admin' }, params);
+  const created = store.sqlite.transaction(() => {
+    if (countAdmins(store) > 0) return false;
+    insertUser(store, row);
+    return true;
+  })();
+  return created ? row : undefined;
+}
+
+export function countAdmins(store: Store): number {
+  const row = store.sqlite
+    .prepare<[], { n: number }>(`select count(*) as n from user where role = 'admin'`)
+    .get();
+  return row?.n ?? 0;
+}
+
+export function countUsers(store: Store): number {
+  return store.sqlite.prepare<[], { n: number }>('select count(*) as n from user').get()?.n ?? 0;
+}
+
+export function findUser(store: Store, id: string): UserRow | undefined {
+  return store.sqlite.prepare<[string], UserRow>('select * from user where id = ?').get(id);
+}
+
+/** Looks a user up by name, whatever its case. */
+export function findUserByName(store: Store, username: string): UserRow | undefined {
+  return store.sqlite
+    .prepare<[string], UserRow>('select * from user where username = ? collate nocase')
+    .get(username);
+}
+
+export function listUsers(store: Store): UserRow[] {
+  return store.sqlite.prepare<[], UserRow>('select * from user order by created_at, id').all();
+}
+
+/** Finds a user by id or name, or throws `user_not_found`. */
+export function requireUserRow(store: Store, idOrName: string): UserRow {
+  const user = findUser(store, idOrName) ?? findUserByName(store, idOrName);
+  if (!user) throw new AccountError('user_not_found', `no user "${idOrName}"`);
+  return user;
+}
+
+/** Ends every session of a user (and any half-done TOTP login). */
+export function revokeAllSessions(store: Store, userId: string, exceptSessionId?: string): number {
+  const now = isoNow();
+  store.sqlite.prepare('delete from login_challenge where user_id = ?').run(userId);
+  return store.sqlite
+    .prepare(
+      `update session set revoked_at = ? where user_id = ? and revoked_at is null and id != ?`,
+    )
+    .run(now, userId, exceptSessionId ?? '').changes;
+}
+
+/** Disables or re-enables a user; disabling ends all of the user's sessions. */
+export function setUserDisabled(store: Store, userId: string, disabled: boolean): void {
+  store.sqlite.transaction(() => {
+    store.sqlite
+      .prepare('update user set disabled_at = ? where id = ?')
+      .run(disabled ? isoNow() : null, userId);
+    if (disabled) revokeAllSessions(store, userId);
+  })();
+}
+
+export function setUserRole(store: Store, userId: string, role: UserRole): void {
+  store.sqlite.prepare('update user set role = ? where id = ?').run(role, userId);
+}
+
+/**
+ * Sets a new password (after the policy check) and ends the user's sessions but
+ * `keepSessionId`, so the person who changed it stays signed in on this device.
+ */
+export async function setUserPassword(
+  store: Store,
+  user: Pick<UserRow, 'id' | 'username'>,
+  password: string,
+  params: ScryptParams,
+  keepSessionId?: string,
+): Promise<void> {
+  const problem = passwordProblem(password, user.username);
+  if (problem !== undefined) throw new AccountError('weak_password', problem);
+  const hash = await hashPassword(password, params);
+  store.sqlite.transaction(() => {
+    store.sqlite.prepare('update user set password_hash = ? where id = ?').run(hash, user.id);
+    revokeAllSessions(store, user.id, keepSessionId);
+  })();
+}
+
+/** Replaces a stored hash made with weaker parameters (at login, with the right password). */
+export function upgradePasswordHash(store: Store, userId: string, hash: string): void {
+  store.sqlite.prepare('update user set password_hash = ? where id = ?').run(hash, userId);
+}
+
+/** Removes a user's TOTP enrollment and recovery codes (admin reset, or the user turning it off). */
+export function resetUserTotp(store: Store, userId: string): void {
+  store.sqlite.transaction(() => {
+    store.sqlite
+      .prepare(
+        'update user set totp_secret_enc = null, totp_enabled_at = null, totp_last_step = null where id = ?',
+      )
+      .run(userId);
+    store.sqlite.prepare('delete from recovery_code where user_id = ?').run(userId);
+    store.sqlite.prepare('delete from login_challenge where user_id = ?').run(userId);
+  })();
+}
+
+/** The JSON shape of a user for admins (no hashes, no secrets). */
+export function describeUser(user: UserRow) {
+  return {
+    id: user.id,
+    username: user.username,
+    role: user.role,
+    totp_enabled: user.totp_enabled_at !== null,
+    disabled: user.disabled_at !== null,
+    created_at: user.created_at,
+    last_login_at: user.last_login_at,
+  };
+}
