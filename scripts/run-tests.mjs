@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs every unit test (src/**/*.test.ts) and end-to-end test (test/**/*.test.ts)
 // with Node's own test runner, TypeScript loaded through tsx.
+// The web app is built first (dist/web), since the browser tests load it.
 // Extra arguments are passed on: `npm test -- --test-name-pattern=keys`.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -15,6 +16,14 @@ function findTests(dir) {
   }
   return found;
 }
+
+// The browser and static-file tests serve the built web app: build it first (a second or two).
+const build = spawnSync(
+  process.execPath,
+  [join('node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'],
+  { stdio: 'inherit' },
+);
+if (build.status !== 0) process.exit(build.status ?? 1);
 
 const args = process.argv.slice(2);
 const explicit = args.filter((a) => a.endsWith('.ts'));

@@ -92,8 +92,9 @@ export async function createFirstAdmin(
 ): Promise<UserRow | undefined> {
   const row = await prepareUser({ ...input, role: 'admin' }, params);
   const created = store.sqlite.transaction(() => {
-    if (countAdmins(store) > 0) return false;
+    if (isSetupClosed(store)) return false;
     insertUser(store, row);
+    markSetupClosed(store);
     return true;
   })();
   return created ? row : undefined;
@@ -206,4 +207,54 @@ export function describeUser(user: UserRow) {
     created_at: user.created_at,
     last_login_at: user.last_login_at,
   };
+}
+
+const SETUP_DONE = 'setup_done';
+
+/** Setup closes for good once an admin was created (even if admins were removed later). */
+export function isSetupClosed(store: Store): boolean {
+  return (
+    store.sqlite.prepare('select 1 from instance_setting where key = ?').get(SETUP_DONE) !==
+      undefined || countAdmins(store) > 0
+  );
+}
+
+export function markSetupClosed(store: Store): void {
+  store.sqlite
+    .prepare('insert or ignore into instance_setting (key, value, updated_at) values (?, ?, ?)')
+    .run(SETUP_DONE, 'true', isoNow());
+}
+
+/** The one user of single-user mode (PALISADE_AUTH=false). */
+export const LOCAL_USERNAME = 'local';
+/** A password hash no password matches: the local user cannot sign in, only be the default. */
+const NO_PASSWORD = '!';
+
+/**
+ * The single-user mode's user, created on first use. Refused (undefined) once the store has
+ * any other user: from then on the instance is multi-user and needs sign-in.
+ */
+export function ensureLocalUser(store: Store): UserRow | undefined {
+  const others = store.sqlite
+    .prepare<[string], { n: number }>(
+      'select count(*) as n from user where username != ? collate nocase',
+    )
+    .get(LOCAL_USERNAME);
+  if ((others?.n ?? 0) > 0) return undefined;
+  const existing = findUserByName(store, LOCAL_USERNAME);
+  if (existing) return existing;
+  const row: UserRow = {
+    id: randomUUID(),
+    username: LOCAL_USERNAME,
+    role: 'admin',
+    password_hash: NO_PASSWORD,
+    totp_secret_enc: null,
+    totp_enabled_at: null,
+    totp_last_step: null,
+    disabled_at: null,
+    created_at: isoNow(),
+    last_login_at: null,
+  };
+  insertUser(store, row);
+  return row;
 }

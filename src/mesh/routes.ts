@@ -1,11 +1,11 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { posix, win32 } from 'node:path';
+import type { WindowLimiter } from '../auth/index.js';
 import { isLoopbackHost } from '../config/index.js';
 import { createErrorHandler, HttpError } from '../server/errors.js';
 import type { BrokerNotice, EventView, MeshBroker } from './broker.js';
 import { checkPayload, MESH_BODY_LIMIT, parse, PEER_ID, schemas } from './schemas.js';
 import { createBearerCheck } from './token.js';
-import type { WindowLimiter } from './window-limiter.js';
 
 export interface MeshRoutesOptions {
   broker: MeshBroker;

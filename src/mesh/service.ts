@@ -1,11 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
+import { createWindowLimiter } from '../auth/index.js';
 import { isLoopbackHost } from '../config/index.js';
 import type { Store } from '../store/index.js';
 import { createMeshBroker, type MeshBroker, type MeshLimits } from './broker.js';
 import { meshRoutes } from './routes.js';
 import { removeMeshUrl, writeMeshToken, writeMeshUrl } from './token.js';
-import { createWindowLimiter } from './window-limiter.js';
 
 export interface MeshOptions {
   store: Store;

@@ -17,7 +17,10 @@ import {
   sendError,
   type ErrorBody,
 } from './errors.js';
+import fastifyCookie from '@fastify/cookie';
+import { apiScope, type ApiScopeOptions } from './api-scope.js';
 import { createHostGuard } from './host-guard.js';
+import { webApp } from './web-app.js';
 import type { Metrics } from './metrics.js';
 import { newRequestId } from './request-id.js';
 
@@ -34,6 +37,14 @@ export interface AppOptions {
   faces?: FastifyPluginAsync[];
   /** The agent mesh broker's routes, registered under /mesh when the mesh is on. */
   mesh?: FastifyPluginAsync;
+  /** The web app: its JSON API under /api and the built front end at `/`. */
+  web?: {
+    api: Omit<ApiScopeOptions, 'bodyLimit'>;
+    /** Folder of the built front end (default: dist/web). */
+    root?: string;
+  };
+  /** Strict-Transport-Security to send on HTTPS responses, if any. */
+  hsts?: { header: string; isHttps: (request: FastifyRequest) => boolean };
   /** True when the admin key check passes for /metrics from a non-loopback client. */
   isAdminRequest: (headers: Record<string, string | string[] | undefined>) => boolean;
 }
@@ -45,7 +56,11 @@ const SECURITY_HEADERS = {
   'x-frame-options': 'DENY',
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
   'cross-origin-resource-policy': 'same-origin',
+  'permissions-policy': 'camera=(), microphone=(), geolocation=(), payment=(), usb=()',
 };
+
+/** Largest /api request body: a chat message of 100,000 characters fits with room to spare. */
+const API_BODY_LIMIT = 1024 * 1024;
 
 /**
  * Assembles the HTTP app: cross-cutting hooks (request id, Host guard, security headers,
@@ -94,8 +109,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
     closing = true;
   });
 
+  const { hsts } = options;
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id).headers(SECURITY_HEADERS);
+    if (hsts && hsts.isHttps(request)) reply.header('strict-transport-security', hsts.header);
     if (closing) {
       reply.header('connection', 'close');
       throw new HttpError(503, 'shutting_down', 'Palisade is shutting down; retry in a moment');
@@ -183,5 +200,15 @@ export function buildApp(options: AppOptions): FastifyInstance {
     { prefix: '/v1' },
   );
   if (options.mesh) app.register(options.mesh, { prefix: '/mesh' });
+  if (options.web) {
+    const { web } = options;
+    app.register(fastifyCookie);
+    app.register(apiScope, {
+      ...web.api,
+      bodyLimit: Math.min(API_BODY_LIMIT, config.bodyLimit),
+      prefix: '/api',
+    });
+    app.register(webApp, web.root === undefined ? {} : { root: web.root });
+  }
   return app;
 }

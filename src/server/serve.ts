@@ -9,9 +9,21 @@ import {
   toAnthropicModelList,
 } from '../anthropic/index.js';
 import { createAuditLog, type AuditLog } from '../audit/index.js';
-import { createApiKey, createKeyRing, createRateLimiter, readPresentedKey } from '../auth/index.js';
+import {
+  authRoutes,
+  createApiKey,
+  createKeyRing,
+  createLoginThrottle,
+  createRateLimiter,
+  ensureLocalUser,
+  isSetupClosed,
+  pruneSessions,
+  readPresentedKey,
+  type CookiePolicy,
+  type SessionUser,
+} from '../auth/index.js';
 import { ConfigError, isLoopbackHost, prepareHome, type Config } from '../config/index.js';
-import { loadMasterKey } from '../crypto/index.js';
+import { loadMasterKey, randomToken } from '../crypto/index.js';
 import { createMesh, type Mesh } from '../mesh/index.js';
 import { createUpstreamRegistry, type Lookup, type UpstreamRegistry } from '../gateway/index.js';
 import { openStore, type Store } from '../store/index.js';
@@ -44,6 +56,8 @@ export interface RunningServer {
   mesh?: Mesh;
   /** A key minted at start because the server is exposed with none; shown once. */
   bootstrapKey?: string;
+  /** The token the web setup page asks for, while no admin exists on an exposed bind. */
+  setupToken?: string;
   /** Stops accepting, lets in-flight requests finish up to the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -101,6 +115,41 @@ export async function startServer(
       );
     }
 
+    let localUser: SessionUser | undefined;
+    if (!config.auth) {
+      if (exposed) {
+        throw new ConfigError(
+          `PALISADE_AUTH=false is allowed only on a loopback bind, not ${config.host}: bind to 127.0.0.1 or turn accounts back on`,
+        );
+      }
+      const local = ensureLocalUser(store);
+      if (!local) {
+        throw new ConfigError(
+          'PALISADE_AUTH=false is refused: this home already has user accounts, so everyone must sign in (remove PALISADE_AUTH=false)',
+        );
+      }
+      localUser = { id: local.id, username: local.username, role: local.role };
+    }
+
+    let setupToken: string | undefined;
+    if (config.auth && !isSetupClosed(store) && (exposed || config.setupToken !== undefined)) {
+      setupToken = config.setupToken ?? randomToken(18);
+      if (config.setupToken === undefined) {
+        const announce = options.announce ?? ((text: string) => process.stderr.write(text));
+        announce(
+          [
+            '',
+            `No admin exists yet. Open the web app and create one with this one-time setup token:`,
+            '',
+            `    ${setupToken}`,
+            '',
+            'Or on this machine: palisade users create NAME --admin',
+            '',
+          ].join('\n'),
+        );
+      }
+    }
+
     const registry = createUpstreamRegistry({
       store,
       masterKey,
@@ -144,6 +193,25 @@ export async function startServer(
       mesh = created;
       cleanups.push(() => created.close());
     }
+    const cookies: CookiePolicy = {
+      secure: (request) => config.https || request.protocol === 'https',
+    };
+    const isTotpRequired = () =>
+      store.sqlite
+        .prepare<[], { value: string }>(
+          `select value from instance_setting where key = 'require_totp'`,
+        )
+        .get()?.value === 'true';
+    const scrypt = { n: config.scryptN, r: config.scryptR, p: config.scryptP };
+    if (128 * scrypt.n * scrypt.r > 1024 ** 3) {
+      throw new ConfigError(
+        'PALISADE_SCRYPT_N x PALISADE_SCRYPT_R needs more than 1 GiB per password hash (128 x N x R bytes): lower one of them',
+      );
+    }
+    const sessionPruner = setInterval(() => pruneSessions(store), 3_600_000);
+    sessionPruner.unref();
+    cleanups.push(() => clearInterval(sessionPruner));
+
     const app = buildApp({
       config,
       logger,
@@ -179,6 +247,43 @@ export async function startServer(
           ? anthropicErrorBody
           : openAiErrorBody,
       ...(mesh ? { mesh: mesh.routes } : {}),
+      ...(config.hsts === 'off'
+        ? {}
+        : {
+            hsts: {
+              header: `max-age=${Math.floor(config.hstsMaxAgeMs / 1000)}; includeSubDomains${config.hsts === 'preload' ? '; preload' : ''}`,
+              isHttps: cookies.secure,
+            },
+          }),
+      web: {
+        api: {
+          store,
+          cookies,
+          sessionTtlMs: config.sessionTtlMs,
+          ...(localUser ? { localUser } : {}),
+          limiter: createRateLimiter({
+            perSecond: config.apiRatePerSecond,
+            burst: config.apiRateBurst,
+          }),
+          isTotpRequired,
+          routes: [
+            async (api) =>
+              api.register(authRoutes, {
+                store,
+                audit,
+                masterKey,
+                cookies,
+                throttle: createLoginThrottle(),
+                scrypt,
+                sessionTtlMs: config.sessionTtlMs,
+                singleSession: config.singleSession,
+                setupToken,
+                authEnabled: config.auth,
+                isTotpRequired,
+              }),
+          ],
+        },
+      },
       faces: [
         async (v1) =>
           v1.register(messages, {
@@ -236,6 +341,7 @@ export async function startServer(
       registry,
       ...(mesh ? { mesh } : {}),
       ...(bootstrapKey ? { bootstrapKey } : {}),
+      ...(setupToken ? { setupToken } : {}),
       close,
     };
   } catch (error) {

@@ -42,6 +42,8 @@ export interface LoginChallengeTable {
   user_id: string;
   expires_at: IsoDate;
   ip: string;
+  /** Wrong codes tried with this challenge; it is dropped after a few. */
+  attempts: Generated<number>;
 }
 
 export interface RecoveryCodeTable {

@@ -128,3 +128,29 @@ test('thousands of distinct ids cost constant time each', () => {
   for (let i = 0; i < 100_000; i += 1) limit.take(`id-${i}`);
   assert.equal(limit.size(), 1000);
 });
+
+test('peek answers what take would, and counts nothing', () => {
+  const { limit, clock } = limiter();
+  assert.equal(limit.peek('peer'), 0);
+  assert.equal(limit.size(), 0, 'peeking at an unknown id does not remember it');
+  takeMany(() => limit.take('peer'), 99);
+  for (let i = 0; i < 1000; i += 1) assert.equal(limit.peek('peer'), 0);
+  assert.equal(limit.take('peer'), 0, 'the 100th is still allowed after all those peeks');
+  assert.equal(limit.peek('peer'), 10);
+  assert.equal(limit.take('peer'), 10);
+  clock.now += 9_001;
+  assert.equal(limit.peek('peer'), 1);
+  clock.now += 999;
+  assert.equal(limit.peek('peer'), 0, 'the window has passed');
+  assert.equal(limit.take('peer'), 0);
+});
+
+test('peek does not count as a use: a peeked id is still the least recently used', () => {
+  const { limit } = limiter({ maxIds: 2 });
+  takeMany(() => limit.take('a'), 100);
+  limit.take('b');
+  assert.ok(limit.peek('a') > 0);
+  limit.take('c'); // a goes, though it was peeked after b was used
+  assert.equal(limit.peek('a'), 0);
+  assert.equal(limit.size(), 2);
+});

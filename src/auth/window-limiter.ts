@@ -1,6 +1,8 @@
 export interface WindowLimiter {
   /** Counts one request for `id`: 0 when allowed, else the whole seconds until one is. */
   take(id: string): number;
+  /** What take would answer now, counting nothing: 0, or the whole seconds to wait. */
+  peek(id: string): number;
   size(): number;
 }
 
@@ -32,6 +34,22 @@ export function createWindowLimiter(options: {
   // Map order is use order: the first key is the least recently used.
   const logs = new Map<string, Log>();
 
+  /** Drops the times that left the window; returns 0 if one more fits, else seconds to wait. */
+  function wait(log: Log, at: number): number {
+    const { times } = log;
+    while (log.head < times.length && (times[log.head] as number) <= at - windowMs) {
+      log.head += 1;
+    }
+    if (log.head > 1024 && log.head * 2 > times.length) {
+      log.times = times.slice(log.head);
+      log.head = 0;
+    }
+    if (log.times.length - log.head < limit) return 0;
+    // The oldest request still inside the window: once it leaves, one more may come.
+    const oldest = log.times[log.head] as number;
+    return Math.max(1, Math.ceil((oldest + windowMs - at) / 1000));
+  }
+
   return {
     take(id) {
       const at = now();
@@ -44,21 +62,14 @@ export function createWindowLimiter(options: {
       }
       logs.set(id, log);
 
-      const { times } = log;
-      while (log.head < times.length && (times[log.head] as number) <= at - windowMs) {
-        log.head += 1;
-      }
-      if (log.head > 1024 && log.head * 2 > times.length) {
-        log.times = times.slice(log.head);
-        log.head = 0;
-      }
-      if (log.times.length - log.head >= limit) {
-        // The oldest request still inside the window: once it leaves, one more may come.
-        const oldest = log.times[log.head] as number;
-        return Math.max(1, Math.ceil((oldest + windowMs - at) / 1000));
-      }
-      log.times.push(at);
-      return 0;
+      const seconds = wait(log, at);
+      if (seconds === 0) log.times.push(at);
+      return seconds;
+    },
+    peek(id) {
+      // Neither remembers a new id nor counts as a use of a known one.
+      const log = logs.get(id);
+      return log === undefined ? 0 : wait(log, now());
     },
     size: () => logs.size,
   };
