@@ -172,6 +172,21 @@ export class ApiError extends Error {
 
 const HEADERS = { 'x-requested-with': 'palisade' };
 
+let unauthorizedListener: (() => void) | undefined;
+
+/**
+ * Registers the app's reaction to a 401 from any route outside `/api/auth/` (the session
+ * expired or was revoked): it shows the sign-in page. Sign-in routes answer 401 for a wrong
+ * password, which the page itself reports.
+ */
+export function onUnauthorized(listener: (() => void) | undefined): void {
+  unauthorizedListener = listener;
+}
+
+function checkUnauthorized(path: string, response: Response): void {
+  if (response.status === 401 && !path.startsWith('/api/auth/')) unauthorizedListener?.();
+}
+
 async function failure(response: Response): Promise<ApiError> {
   let message = `${response.status} ${response.statusText}`;
   let code = 'http_error';
@@ -187,7 +202,9 @@ async function failure(response: Response): Promise<ApiError> {
   } catch {
     // Not JSON (a proxy's page): keep the status line.
   }
-  const retry = Number(response.headers.get('retry-after'));
+  // Number(null) is 0: without the header, retryAfter must stay undefined.
+  const retryHeader = response.headers.get('retry-after');
+  const retry = retryHeader === null || retryHeader.trim() === '' ? NaN : Number(retryHeader);
   return new ApiError(
     response.status,
     code,
@@ -204,9 +221,14 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
     headers: body === undefined ? HEADERS : { ...HEADERS, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (!response.ok) throw await failure(response);
+  if (!response.ok) {
+    checkUnauthorized(path, response);
+    throw await failure(response);
+  }
   if (response.status === 204) return undefined as T;
-  return (await response.json()) as T;
+  // An empty 200 (a bodiless answer to logout, say) is undefined, not a JSON parse error.
+  const text = await response.text();
+  return (text === '' ? undefined : JSON.parse(text)) as T;
 }
 
 /**
@@ -226,7 +248,10 @@ async function stream(
     body: JSON.stringify(body),
     signal,
   });
-  if (!response.ok || !response.body) throw await failure(response);
+  if (!response.ok || !response.body) {
+    checkUnauthorized(path, response);
+    throw await failure(response);
+  }
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = '';
   for (;;) {

@@ -1,0 +1,148 @@
+import type { JSX } from 'preact';
+import { useState } from 'preact/hooks';
+import { api, type SessionInfo } from '../../api.js';
+import { Feedback, Loading, ScrollTable, Section, Time, useAction, useLoad } from './ui.js';
+
+const BROWSERS: [RegExp, string][] = [
+  [/\bEdg(?:e|A|iOS)?\//, 'Edge'],
+  [/\b(?:OPR|Opera)\//, 'Opera'],
+  [/\bVivaldi\//, 'Vivaldi'],
+  [/\bSamsungBrowser\//, 'Samsung Internet'],
+  [/\b(?:Firefox|FxiOS)\//, 'Firefox'],
+  [/\bCriOS\//, 'Chrome'],
+  [/\bChromium\//, 'Chromium'],
+  [/\bHeadlessChrome\//, 'Headless Chrome'],
+  [/\bChrome\//, 'Chrome'],
+  [/\bVersion\/[\d.]+.*\bSafari\//, 'Safari'],
+  [/^curl\//, 'curl'],
+  [/^Wget\//, 'Wget'],
+  [/^node\b|\bundici\b/i, 'Node.js'],
+  [/^python-requests\/|^python-httpx\//i, 'Python'],
+];
+
+const SYSTEMS: [RegExp, string][] = [
+  [/\b(?:iPhone|iPad|iPod)\b/, 'iOS'],
+  [/\bAndroid\b/, 'Android'],
+  [/\bCrOS\b/, 'ChromeOS'],
+  [/\bWindows\b/, 'Windows'],
+  [/\bMac OS X\b|\bMacintosh\b/, 'macOS'],
+  [/\bLinux\b/, 'Linux'],
+];
+
+/** "Firefox on Linux" from a user agent, or its first characters when it is not recognised. */
+export function describeAgent(userAgent: string): string {
+  const agent = userAgent.trim();
+  if (agent === '') return 'Unknown device';
+  const browser = BROWSERS.find(([pattern]) => pattern.test(agent))?.[1];
+  const system = SYSTEMS.find(([pattern]) => pattern.test(agent))?.[1];
+  if (browser && system) return `${browser} on ${system}`;
+  const known = browser ?? system;
+  if (known) return known;
+  return agent.length > 40 ? `${agent.slice(0, 40)}…` : agent;
+}
+
+function byRecency(a: SessionInfo, b: SessionInfo): number {
+  if (a.current !== b.current) return a.current ? -1 : 1;
+  return b.last_seen_at.localeCompare(a.last_seen_at);
+}
+
+/** The signed-in user's sessions; `reloadKey` changes when they must be read again. */
+export function SessionsSection(props: { reloadKey: number }): JSX.Element {
+  const sessions = useLoad(
+    () => api.sessions().then((answer) => answer.sessions),
+    [props.reloadKey],
+  );
+  const action = useAction();
+  const [pending, setPending] = useState<string | null>(null);
+
+  const revoke = (session: SessionInfo) => {
+    setPending(session.id);
+    void action
+      .run(
+        async () => {
+          await api.revokeSession(session.id);
+          sessions.setData((list) => list?.filter((item) => item.id !== session.id));
+        },
+        `Signed out ${describeAgent(session.user_agent)} (${session.ip || 'unknown address'}).`,
+      )
+      .then(() => setPending(null));
+  };
+
+  let body: JSX.Element;
+  if (sessions.data === undefined) {
+    body = sessions.error ? <Feedback error={sessions.error} /> : <Loading what="sessions" />;
+  } else {
+    const list = [...sessions.data].sort(byRecency);
+    body = (
+      <>
+        <ScrollTable label="Sessions">
+          <thead>
+            <tr>
+              <th scope="col">Device</th>
+              <th scope="col">IP address</th>
+              <th scope="col">Last seen</th>
+              <th scope="col">Signed in</th>
+              <th scope="col">
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.map((session) => (
+              <tr key={session.id} data-testid="session-row">
+                <td title={session.user_agent}>
+                  {describeAgent(session.user_agent)}{' '}
+                  {session.current ? <span class="badge">This device</span> : null}
+                </td>
+                <td>{session.ip || '—'}</td>
+                <td>
+                  <Time value={session.last_seen_at} />
+                </td>
+                <td>
+                  <Time value={session.created_at} />
+                </td>
+                <td>
+                  {session.current ? null : (
+                    <button
+                      type="button"
+                      class="btn btn-sm"
+                      disabled={action.busy}
+                      onClick={() => revoke(session)}
+                    >
+                      {pending === session.id ? 'Signing out…' : 'Sign out'}
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </ScrollTable>
+        {sessions.error ? <Feedback error={sessions.error} /> : null}
+      </>
+    );
+  }
+
+  return (
+    <Section
+      id="st-sessions"
+      title="Sessions"
+      intro="Where your account is signed in. Sign out any device you do not recognise."
+    >
+      {body}
+      <div class="ui-actions">
+        <button
+          type="button"
+          class="btn"
+          disabled={sessions.loading}
+          onClick={() => {
+            action.clear();
+            sessions.reload();
+          }}
+        >
+          {sessions.loading && sessions.data !== undefined ? 'Refreshing…' : 'Refresh'}
+        </button>
+      </div>
+      <Feedback error={action.error} notice={action.notice} />
+    </Section>
+  );
+}
