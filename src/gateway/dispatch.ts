@@ -7,6 +7,7 @@ import type { ForwardBody } from './policy.js';
 import {
   ClientGone,
   forward,
+  keyFor,
   relayStream,
   upstreamError,
   type StreamTranslation,
@@ -14,7 +15,7 @@ import {
   type Forwarded,
   type Usage,
 } from './relay.js';
-import type { UpstreamRegistry } from './upstreams.js';
+import type { Upstream, UpstreamRegistry } from './upstreams.js';
 
 export interface DispatchOptions {
   registry: UpstreamRegistry;
@@ -22,6 +23,12 @@ export interface DispatchOptions {
   maxStreamsPerKey: number;
   upstreamTimeoutMs: number;
   streamIdleTimeoutMs: number;
+}
+
+/** Per-request choices of the face calling `dispatch`. */
+export interface DispatchCall {
+  /** The key to send to an upstream instead of its own (a user's personal key), if any. */
+  upstreamApiKey?: (upstream: Upstream) => string | undefined;
 }
 
 /** What a face gets back: the upstream's successful response and the signal tied to the client. */
@@ -66,8 +73,10 @@ export function createDispatcher(options: DispatchOptions) {
       reply: FastifyReply,
       body: ForwardBody,
       path: string,
+      call: DispatchCall = {},
     ): Promise<Dispatched> {
-      const key = request.apiKey;
+      // Null outside the /v1 scope (the web API has no API key).
+      const key = request.apiKey ?? null;
       assertModelAllowed(request, body.model);
       const candidates = registry.candidates(body.model);
       if (candidates.length === 0) {
@@ -98,13 +107,18 @@ export function createDispatcher(options: DispatchOptions) {
         signal: gone,
         headersTimeoutMs: options.upstreamTimeoutMs,
         bodyTimeoutMs: options.streamIdleTimeoutMs,
+        upstreamApiKey: call.upstreamApiKey,
       }).catch((error: unknown) => {
         if (gone.aborted) throw CLIENT_GONE;
         throw error;
       });
       request.upstream = forwarded.upstream.name;
       if (forwarded.response.statusCode >= 300) {
-        throw await upstreamError(forwarded.upstream, forwarded.response);
+        throw await upstreamError(
+          forwarded.upstream,
+          forwarded.response,
+          keyFor(forwarded.upstream, call),
+        );
       }
       return { ...forwarded, signal: gone };
     },

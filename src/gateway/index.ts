@@ -1,5 +1,11 @@
 export { gateway, type GatewayOptions } from './plugin.js';
-export type { Dispatcher, Dispatched } from './dispatch.js';
+export {
+  createDispatcher,
+  type Dispatcher,
+  type Dispatched,
+  type DispatchCall,
+  type DispatchOptions,
+} from './dispatch.js';
 export {
   readResponse,
   relayStream,

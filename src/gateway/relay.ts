@@ -45,11 +45,18 @@ export interface ForwardOptions {
   signal: ClientGone;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /** A key to send instead of the upstream's own (a user's personal key), when it returns one. */
+  upstreamApiKey?: (upstream: Upstream) => string | undefined;
 }
 
 export interface Forwarded {
   upstream: Upstream;
   response: Dispatcher.ResponseData;
+}
+
+/** The key sent to `upstream`: the caller's override when it gives one, else the upstream's own. */
+export function keyFor(upstream: Upstream, options: Pick<ForwardOptions, 'upstreamApiKey'>) {
+  return options.upstreamApiKey?.(upstream) ?? upstream.apiKey;
 }
 
 /**
@@ -63,7 +70,8 @@ export async function forward(candidates: Upstream[], options: ForwardOptions): 
       'content-type': 'application/json',
       accept: 'application/json, text/event-stream',
     };
-    if (upstream.apiKey) headers.authorization = `Bearer ${upstream.apiKey}`;
+    const apiKey = keyFor(upstream, options);
+    if (apiKey) headers.authorization = `Bearer ${apiKey}`;
     try {
       const response = await upstream.pool.request({
         method: 'POST',
@@ -171,16 +179,27 @@ export async function readResponse(
 /**
  * Turns an upstream's error response into an OpenAI-shaped error. The upstream's own
  * message, type and code pass through; a rejection of Palisade's upstream credentials
- * becomes a 502 so a client does not think its own key is wrong.
+ * becomes a 502 so a client does not think its own key is wrong. `sentKey` is the key the
+ * request carried when it was not the upstream's own (a user's personal key).
  */
 export async function upstreamError(
   upstream: Upstream,
   response: Dispatcher.ResponseData,
+  sentKey: string | undefined = upstream.apiKey,
 ): Promise<HttpError> {
   let text = (await readCapped(response.body, ERROR_BODY_LIMIT)).toString('utf8');
   // An upstream (or a proxy before it) may echo the Authorization it got: never pass it on.
-  if (upstream.apiKey) text = text.replaceAll(upstream.apiKey, '[redacted]');
+  for (const key of [upstream.apiKey, sentKey]) {
+    if (key) text = text.replaceAll(key, '[redacted]');
+  }
   const status = response.statusCode;
+  if ((status === 401 || status === 403) && sentKey !== upstream.apiKey) {
+    return new HttpError(
+      502,
+      'upstream_auth_failed',
+      `upstream ${upstream.name} refused your personal API key (${status}); check it in Settings`,
+    );
+  }
   if (status === 401 || status === 403) {
     return new HttpError(
       502,

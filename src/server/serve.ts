@@ -24,8 +24,14 @@ import {
 } from '../auth/index.js';
 import { ConfigError, isLoopbackHost, prepareHome, type Config } from '../config/index.js';
 import { loadMasterKey, randomToken } from '../crypto/index.js';
+import { chat } from '../chat/index.js';
 import { createMesh, type Mesh } from '../mesh/index.js';
-import { createUpstreamRegistry, type Lookup, type UpstreamRegistry } from '../gateway/index.js';
+import {
+  createDispatcher,
+  createUpstreamRegistry,
+  type Lookup,
+  type UpstreamRegistry,
+} from '../gateway/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { buildApp } from './app.js';
 import { openAiErrorBody } from './errors.js';
@@ -280,6 +286,25 @@ export async function startServer(
                 setupToken,
                 authEnabled: config.auth,
                 isTotpRequired,
+              }),
+            async (api) =>
+              api.register(chat, {
+                store,
+                registry,
+                dispatcher: createDispatcher({
+                  registry,
+                  metrics,
+                  maxStreamsPerKey: config.maxStreamsPerKey,
+                  upstreamTimeoutMs: config.upstreamTimeoutMs,
+                  streamIdleTimeoutMs: config.streamIdleTimeoutMs,
+                }),
+                policy,
+                sendLimiter: createRateLimiter({
+                  perSecond: config.chatRatePerSecond,
+                  burst: config.chatRateBurst,
+                }),
+                upstreamKeyFor: () => undefined,
+                streamIdleTimeoutMs: config.streamIdleTimeoutMs,
               }),
           ],
         },

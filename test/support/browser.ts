@@ -1,6 +1,4 @@
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 /** Debian's Chromium (`apt-get install -y chromium`); PALISADE_CHROMIUM overrides. */
@@ -15,13 +13,15 @@ export function browserMissing(): string | undefined {
   return `no Chromium at ${CHROMIUM}: install it (apt-get install -y chromium) or set PALISADE_CHROMIUM`;
 }
 
-/** Launches headless Chromium with the flags this sandbox needs (no network chatter, no GPU). */
+/**
+ * Launches headless Chromium (playwright gives it a fresh profile) with the flags this sandbox
+ * needs: no sandbox as root, no GPU, no background network chatter.
+ */
 export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [
-      '--headless',
       '--no-sandbox',
       '--disable-gpu',
       '--disable-quic',
@@ -29,7 +29,6 @@ export async function launchBrowser(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       '--no-first-run',
-      `--user-data-dir=${mkdtempSync(join(tmpdir(), 'palisade-chromium-'))}`,
     ],
   });
 }
