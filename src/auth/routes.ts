@@ -15,7 +15,7 @@ import { HttpError } from '../server/errors.js';
 import { parseWith } from '../server/validate.js';
 import { isoNow, type Store, type UserRow } from '../store/index.js';
 import { clearCookie, readCookie, setCookie, type CookiePolicy } from './cookies.js';
-import type { LoginThrottle } from './login-throttle.js';
+import { clientKey, type LoginThrottle } from './login-throttle.js';
 import { hashRecoveryCode, looksLikeRecoveryCode, newRecoveryCodes } from './recovery-codes.js';
 import { requireUser } from './request-user.js';
 import {
@@ -74,6 +74,8 @@ const ChangePasswordBody = z
   .strict();
 const SessionParams = z.object({ id: z.string().max(64) });
 
+/** The throttle's account for setup-token guesses (`#` is never in a username). */
+const SETUP_ACCOUNT = '#setup';
 const BAD_CREDENTIALS = new HttpError(401, 'invalid_credentials', 'wrong username or password');
 
 /** The user as the web app sees it (src/web/api.ts `Me`). */
@@ -157,6 +159,46 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     throw BAD_CREDENTIALS;
   }
 
+  /** The last password check queued per client address and per account. */
+  const checks = new Map<string, Promise<unknown>>();
+
+  /**
+   * Runs a password check (`check` calls `throttled` first and counts a wrong password) after
+   * the checks already running for the same client address or account. A failure is counted
+   * only once its slow hash is done, so attempts sent at once would otherwise all pass the
+   * throttle before the first was counted.
+   */
+  async function oneCheckAtATime<T>(
+    request: FastifyRequest,
+    username: string,
+    check: () => Promise<T>,
+  ): Promise<T> {
+    const keys = [`ip:${clientKey(request.ip)}`, `user:${username.normalize('NFC').toLowerCase()}`];
+    const run = Promise.allSettled(keys.map((key) => checks.get(key))).then(check);
+    const done = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    for (const key of keys) checks.set(key, done);
+    try {
+      return await run;
+    } finally {
+      for (const key of keys) if (checks.get(key) === done) checks.delete(key);
+    }
+  }
+
+  /** The signed-in user's password, asked again before a sensitive change; throttled like a login. */
+  async function checkOwnPassword(request: FastifyRequest, user: UserRow, password: string) {
+    await oneCheckAtATime(request, user.username, async () => {
+      throttled(request, user.username);
+      if (!(await verifyPassword(password, user.password_hash))) {
+        options.throttle.recordFailure(request.ip, user.username);
+        record(request, 'auth.password_check_failed', actor(user));
+        throw new HttpError(403, 'wrong_password', 'the password is wrong');
+      }
+    });
+  }
+
   app.get('/auth/state', async (request) => ({
     auth: options.authEnabled,
     setup_required: options.authEnabled && !setupClosed(),
@@ -176,10 +218,13 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
       throw new HttpError(409, 'setup_closed', 'setup is closed: an admin already exists; sign in');
     }
     if (options.setupToken !== undefined) {
+      // Wrong tokens count like failed sign-ins of one pseudo-account no username can be.
+      throttled(request, SETUP_ACCOUNT);
       if (
         body.setup_token === undefined ||
         !constantTimeEqual(body.setup_token, options.setupToken)
       ) {
+        options.throttle.recordFailure(request.ip, SETUP_ACCOUNT);
         record(request, 'auth.setup_refused', 'anonymous', { reason: 'setup token' });
         throw new HttpError(
           403,
@@ -209,15 +254,18 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
 
   app.post('/auth/login', async (request, reply) => {
     const body = parseWith(LoginBody, request.body, 'body');
-    throttled(request, body.username);
-    const user = findUserByName(store, body.username);
-    if (!user || user.disabled_at !== null) {
-      await burnPasswordCheck(body.password, options.scrypt);
-      failed(request, body.username, user ? 'disabled' : 'unknown user');
-    }
-    if (!(await verifyPassword(body.password, user.password_hash))) {
-      failed(request, body.username, 'wrong password');
-    }
+    const user = await oneCheckAtATime(request, body.username, async () => {
+      throttled(request, body.username);
+      const found = findUserByName(store, body.username);
+      if (!found || found.disabled_at !== null) {
+        await burnPasswordCheck(body.password, options.scrypt);
+        failed(request, body.username, found ? 'disabled' : 'unknown user');
+      }
+      if (!(await verifyPassword(body.password, found.password_hash))) {
+        failed(request, body.username, 'wrong password');
+      }
+      return found;
+    });
     if (needsRehash(user.password_hash, options.scrypt)) {
       upgradePasswordHash(store, user.id, await hashPassword(body.password, options.scrypt));
     }
@@ -347,9 +395,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     const me = requireUser(request);
     const body = parseWith(PasswordBody, request.body, 'body');
     const user = findUser(store, me.id) as UserRow;
-    if (!(await verifyPassword(body.password, user.password_hash))) {
-      throw new HttpError(403, 'wrong_password', 'the password is wrong');
-    }
+    await checkOwnPassword(request, user, body.password);
     if (options.isTotpRequired()) {
       throw new HttpError(
         409,
@@ -368,9 +414,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     const me = requireUser(request);
     const body = parseWith(ChangePasswordBody, request.body, 'body');
     const user = findUser(store, me.id) as UserRow;
-    if (!(await verifyPassword(body.current_password, user.password_hash))) {
-      throw new HttpError(403, 'wrong_password', 'the current password is wrong');
-    }
+    await checkOwnPassword(request, user, body.current_password);
     try {
       await setUserPassword(
         store,

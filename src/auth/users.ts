@@ -211,11 +211,17 @@ export function describeUser(user: UserRow) {
 
 const SETUP_DONE = 'setup_done';
 
-/** Setup closes for good once an admin was created (even if admins were removed later). */
+/**
+ * Setup closes for good once an admin was created (even if admins were removed later). The
+ * single-user mode's `local` admin, who has no password, does not count: it cannot sign in.
+ */
 export function isSetupClosed(store: Store): boolean {
   return (
     store.sqlite.prepare('select 1 from instance_setting where key = ?').get(SETUP_DONE) !==
-      undefined || countAdmins(store) > 0
+      undefined ||
+    store.sqlite
+      .prepare(`select 1 from user where role = 'admin' and password_hash != ?`)
+      .get(NO_PASSWORD) !== undefined
   );
 }
 

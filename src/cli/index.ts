@@ -11,8 +11,10 @@ import { registerDoctorCommand } from './doctor.js';
 import { registerKeyCommands } from './keys.js';
 import { registerMcpCommand } from './mcp.js';
 import { registerMeshCommands } from './mesh.js';
+import { registerSecretCommands } from './secret.js';
 import { registerServeCommand } from './serve.js';
 import { registerUpstreamCommands } from './upstreams.js';
+import { registerUserCommands } from './users.js';
 
 const program = new Command('palisade')
   .description('A hardened, multi-user front door for the LLM servers you run yourself.')
@@ -23,9 +25,11 @@ const program = new Command('palisade')
 
 registerServeCommand(program);
 registerKeyCommands(program);
+registerUserCommands(program);
 registerUpstreamCommands(program);
 registerAnthropicCommands(program);
 registerAuditCommands(program);
+registerSecretCommands(program);
 registerDoctorCommand(program);
 registerMcpCommand(program);
 registerMeshCommands(program);

@@ -176,9 +176,14 @@ export function createUpstreamRegistry(options: RegistryOptions) {
   }
 
   /** Brings stored upstreams in line with the database. */
-  async function syncStore(): Promise<void> {
+  /**
+   * Brings stored upstreams into service (or out of it). Skipped while the database is
+   * unchanged since the last sync; `force` is for this process's own writes, which SQLite's
+   * data_version does not count.
+   */
+  async function syncStore(options: { force?: boolean } = {}): Promise<void> {
     const version = store.dataVersion();
-    if (version === storeVersion) return;
+    if (version === storeVersion && options.force !== true) return;
     storeVersion = version;
     const rows = await listStoredUpstreams(store);
     const names = new Set(rows.map((r) => r.name));

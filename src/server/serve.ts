@@ -24,7 +24,9 @@ import {
 } from '../auth/index.js';
 import { ConfigError, isLoopbackHost, prepareHome, type Config } from '../config/index.js';
 import { loadMasterKey, randomToken } from '../crypto/index.js';
+import { admin, isTotpRequired as totpRequiredIn, settleKeyFiles } from '../admin/index.js';
 import { chat } from '../chat/index.js';
+import { createUserSecrets, settings } from '../settings/index.js';
 import { createMesh, type Mesh } from '../mesh/index.js';
 import {
   createDispatcher,
@@ -88,13 +90,32 @@ export async function startServer(
   };
 
   try {
-    const masterKey = loadMasterKey(config.home, config.secret);
     const store = await openStore(config.home, { checkpointEveryMs: 1000 });
     cleanups.push(() => store.close());
+    // A `palisade secret rotate` cut short between its commit and its key-file rename is
+    // finished here, before the key is read.
+    if (config.secret === undefined) settleKeyFiles(config.home, store);
+    const masterKey = loadMasterKey(config.home, config.secret);
     const audit = createAuditLog(store, config.home);
     const keys = createKeyRing(store);
     cleanups.push(() => keys.close());
     const exposed = !isLoopbackHost(config.host);
+
+    let localUser: SessionUser | undefined;
+    if (!config.auth) {
+      if (exposed) {
+        throw new ConfigError(
+          `PALISADE_AUTH=false is allowed only on a loopback bind, not ${config.host}: bind to 127.0.0.1 or turn accounts back on`,
+        );
+      }
+      const local = ensureLocalUser(store);
+      if (!local) {
+        throw new ConfigError(
+          'PALISADE_AUTH=false is refused: this home already has user accounts, so everyone must sign in (remove PALISADE_AUTH=false)',
+        );
+      }
+      localUser = { id: local.id, username: local.username, role: local.role };
+    }
 
     let bootstrapKey: string | undefined;
     if (exposed && !keys.hasKeys()) {
@@ -119,22 +140,6 @@ export async function startServer(
           '',
         ].join('\n'),
       );
-    }
-
-    let localUser: SessionUser | undefined;
-    if (!config.auth) {
-      if (exposed) {
-        throw new ConfigError(
-          `PALISADE_AUTH=false is allowed only on a loopback bind, not ${config.host}: bind to 127.0.0.1 or turn accounts back on`,
-        );
-      }
-      const local = ensureLocalUser(store);
-      if (!local) {
-        throw new ConfigError(
-          'PALISADE_AUTH=false is refused: this home already has user accounts, so everyone must sign in (remove PALISADE_AUTH=false)',
-        );
-      }
-      localUser = { id: local.id, username: local.username, role: local.role };
     }
 
     let setupToken: string | undefined;
@@ -202,12 +207,8 @@ export async function startServer(
     const cookies: CookiePolicy = {
       secure: (request) => config.https || request.protocol === 'https',
     };
-    const isTotpRequired = () =>
-      store.sqlite
-        .prepare<[], { value: string }>(
-          `select value from instance_setting where key = 'require_totp'`,
-        )
-        .get()?.value === 'true';
+    const isTotpRequired = () => totpRequiredIn(store);
+    const secrets = createUserSecrets({ store, masterKey });
     const scrypt = { n: config.scryptN, r: config.scryptR, p: config.scryptP };
     if (128 * scrypt.n * scrypt.r > 1024 ** 3) {
       throw new ConfigError(
@@ -303,8 +304,21 @@ export async function startServer(
                   perSecond: config.chatRatePerSecond,
                   burst: config.chatRateBurst,
                 }),
-                upstreamKeyFor: () => undefined,
+                upstreamKeyFor: (userId, upstream) => secrets.upstreamKeyFor(userId, upstream),
                 streamIdleTimeoutMs: config.streamIdleTimeoutMs,
+              }),
+            async (api) => api.register(settings, { store, audit, secrets }),
+            async (api) =>
+              api.register(admin, {
+                prefix: '/admin',
+                store,
+                audit,
+                keys,
+                registry,
+                masterKey,
+                scrypt,
+                ...(options.lookup ? { lookup: options.lookup } : {}),
+                syncUpstreams: () => registry.syncStore({ force: true }),
               }),
           ],
         },

@@ -16,13 +16,22 @@ test('the store opens in WAL mode, mode 0600, with every migration applied', asy
     'anthropic_model',
     'api_key',
     'audit_entry',
+    'chat_message',
+    'conversation',
+    'instance_setting',
+    'login_challenge',
     'mesh_claim',
     'mesh_delivery',
     'mesh_event',
     'mesh_message',
     'mesh_peer',
     'mesh_state',
+    'recovery_code',
+    'session',
     'upstream',
+    'user',
+    'user_secret',
+    'user_setting',
   ]);
   await store.close();
   const again = await openStore(home);

@@ -60,7 +60,10 @@ describe('bind and exposure policy', () => {
     }
     const again = await startPalisade({ home, env: { PALISADE_HOST: '0.0.0.0' } });
     try {
-      assert.equal(again.announced.length, 0, 'a key already exists: nothing new is minted');
+      assert.ok(
+        !again.announced.join('').includes('pk_'),
+        'a key already exists: nothing new is minted',
+      );
       assert.equal((await get(`${again.url}/v1/models`)).status, 401);
     } finally {
       await again.close();

@@ -1,6 +1,8 @@
-import { createUser } from '../../src/auth/index.js';
-import type { UserRole } from '../../src/store/index.js';
+import assert from 'node:assert/strict';
+import { createUser, totpCode } from '../../src/auth/index.js';
+import type { Store, UserRole } from '../../src/store/index.js';
 import { openStore } from '../../src/store/index.js';
+import type { RawResponse } from './http.js';
 import type { TestPalisade } from './palisade.js';
 
 /** Cheap scrypt for tests: the defaults cost ~0.3 s and 128 MB per hash. */
@@ -130,4 +132,139 @@ export async function newSignedInUser(
 ): Promise<WebClient> {
   await addUser(palisade, username, role);
   return signIn(palisade, username);
+}
+
+/** Runs `fn` with a store connection of its own (as the CLI has beside a live server). */
+export async function withStore<T>(
+  palisade: Pick<TestPalisade, 'home'>,
+  fn: (store: Store) => T | Promise<T>,
+): Promise<T> {
+  const store = await openStore(palisade.home);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** The tables a web request may change (the audit log is meant to grow on refusals). */
+export const WEB_TABLES = [
+  'user',
+  'session',
+  'login_challenge',
+  'recovery_code',
+  'instance_setting',
+  'user_setting',
+  'user_secret',
+  'conversation',
+  'chat_message',
+  'api_key',
+] as const;
+
+/** Every row of the web tables, to compare before and after a refused request. */
+export function snapshot(palisade: Pick<TestPalisade, 'home'>): Promise<Record<string, unknown[]>> {
+  return withStore(palisade, (store) =>
+    Object.fromEntries(
+      WEB_TABLES.map((table) => [
+        table,
+        store.sqlite.prepare(`select * from "${table}" order by rowid`).all(),
+      ]),
+    ),
+  );
+}
+
+/** Asserts an /api error: its status, its JSON shape and code, and a request id matching the header. */
+export function assertApiError(response: WebResponse, status: number, code?: string): void {
+  const context = `${response.status} ${response.text}`;
+  assert.equal(response.status, status, context);
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/, context);
+  const body = response.body as {
+    error?: { message?: unknown; code?: unknown };
+    request_id?: unknown;
+  };
+  assert.ok(body?.error, `an error object: ${context}`);
+  assert.equal(typeof body.error.message, 'string', context);
+  if (code !== undefined) assert.equal(body.error.code, code, context);
+  assert.match(String(body.request_id), /^req_[0-9a-f]+$/, context);
+  assert.equal(body.request_id, response.headers.get('x-request-id'), context);
+}
+
+/** The body of an error without its request id, to compare two answers. */
+export function withoutRequestId(response: WebResponse): unknown {
+  const { request_id: _id, ...rest } = response.body as Record<string, unknown>;
+  return rest;
+}
+
+/** Parses one Set-Cookie line into its name, value and attributes (lower-cased names). */
+export function parseSetCookie(line: string): {
+  name: string;
+  value: string;
+  attributes: Map<string, string>;
+} {
+  const [pair = '', ...parts] = line.split(';').map((p) => p.trim());
+  const eq = pair.indexOf('=');
+  const attributes = new Map<string, string>();
+  for (const part of parts) {
+    const at = part.indexOf('=');
+    if (at === -1) attributes.set(part.toLowerCase(), '');
+    else attributes.set(part.slice(0, at).toLowerCase(), part.slice(at + 1));
+  }
+  return { name: pair.slice(0, eq), value: pair.slice(eq + 1), attributes };
+}
+
+/** The Set-Cookie of `name` in a response, parsed, or undefined. */
+export function setCookieOf(response: WebResponse, name: string) {
+  return response.headers
+    .getSetCookie()
+    .map(parseSetCookie)
+    .find((cookie) => cookie.name === name);
+}
+
+/**
+ * Turns TOTP on for a signed-in client, confirming with the code of `now`; returns the secret
+ * and the recovery codes. That code's step is used up: sign in with the next step's code.
+ */
+export async function enrollTotp(
+  client: WebClient,
+  now = Date.now(),
+): Promise<{ secret: string; recoveryCodes: string[] }> {
+  const enrolled = await client.post('/api/auth/totp/enroll', {});
+  assert.equal(enrolled.status, 200, enrolled.text);
+  const { secret } = enrolled.body as { secret: string };
+  const confirmed = await client.post('/api/auth/totp/confirm', { code: totpCode(secret, now) });
+  assert.equal(confirmed.status, 200, confirmed.text);
+  return { secret, recoveryCodes: (confirmed.body as { recovery_codes: string[] }).recovery_codes };
+}
+
+/** A raw response (test/support/http.ts) as a WebResponse, for assertApiError. */
+export function fromRaw(raw: RawResponse): WebResponse {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.body);
+  } catch {
+    body = undefined;
+  }
+  return { status: raw.status, headers: new Headers(raw.headers), body, text: raw.body };
+}
+
+/**
+ * Every route the running app serves, as `[method, url]` (read from Fastify's route tree),
+ * so door tests cover routes added later without being told.
+ */
+export function listRoutes(palisade: TestPalisade): Array<[string, string]> {
+  const tree = palisade.server.app.printRoutes({ commonPrefix: false });
+  const routes: Array<[string, string]> = [];
+  const stack: string[] = [];
+  for (const line of tree.split('\n')) {
+    const match = /^([\s│]*)[└├]── (\S+)(?: \(([^)]*)\))?$/.exec(line);
+    if (!match) continue;
+    const [, indent = '', segment = '', methods] = match;
+    const depth = indent.length / 4;
+    stack.length = depth;
+    const parent = depth === 0 ? '' : (stack[depth - 1] as string);
+    const url = depth === 0 ? segment : depth === 1 ? `/${segment}` : parent + segment;
+    stack[depth] = url;
+    for (const method of methods?.split(', ') ?? []) routes.push([method, url]);
+  }
+  return routes;
 }
