@@ -4,7 +4,8 @@
  * sign-in, a second user, the CSP. Saves the screenshots used by the README and docs.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
@@ -14,7 +15,9 @@ import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.j
 import { startPalisade, type TestPalisade } from '../support/palisade.js';
 import { addUser, FAST_SCRYPT_ENV, PASSWORD } from '../support/web.js';
 
-const SCREENSHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
+// `npm run screenshots` writes them into docs/screenshots; a plain test run keeps them in tmp.
+const SCREENSHOTS =
+  process.env.PALISADE_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'palisade-screenshots-'));
 const ADMIN = 'ada';
 const ADMIN_PASSWORD = 'a long admin passphrase 42';
 const XSS = '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>';
