@@ -138,6 +138,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
         ms: Math.round(reply.elapsedTime * 10) / 10,
         ip: request.ip,
         key_id: request.apiKey?.id,
+        user_id: request.user?.id,
         upstream: request.upstream ?? undefined,
       },
       'request',

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HttpError } from './errors.js';
+import { createErrorHandler, HttpError } from './errors.js';
 
 /** The web app's CSP: nothing inline, nothing from elsewhere, no framing. */
 export const WEB_CSP =
@@ -39,6 +39,17 @@ export const webApp: FastifyPluginAsync<WebAppOptions> = async (app, options) =>
   const indexPath = join(root, 'index.html');
   app.addHook('onRequest', async (_request, reply) => {
     reply.header('content-security-policy', WEB_CSP);
+  });
+  // The static file server refuses folders, dotfiles and escapes with a bare 403: to a client
+  // they are all files that are not there.
+  const answerError = createErrorHandler(0);
+  app.setErrorHandler((error, request, reply) => {
+    const status = (error as { statusCode?: number }).statusCode;
+    if (!(error instanceof HttpError) && (status === 403 || status === 404)) {
+      const path = request.url.split('?', 1)[0];
+      return answerError(new HttpError(404, 'not_found', `no file ${path}`), request, reply);
+    }
+    return answerError(error, request, reply);
   });
 
   if (!existsSync(indexPath)) {
