@@ -100,7 +100,13 @@ export const upstreamRoutes: FastifyPluginAsync<AdminOptions> = async (app, opti
       details: { name: row.name, url: row.url, source: 'none' },
     });
     await sync();
-    const installed = live(row.name);
+    let installed = live(row.name);
+    if (installed !== undefined && installed.checkedAt === null) {
+      // The sync starts the first health check without waiting for it: wait here, so the
+      // answer shows its health and its models are served as soon as it is given.
+      await registry.checkAll();
+      installed = live(row.name);
+    }
     return reply.code(201).send(installed ? describeUpstream(installed) : describeStored(row));
   });
 

@@ -14,7 +14,12 @@ export {
 export { createRateLimiter, type BucketLimits, type RateLimiter } from './token-bucket.js';
 export { compileGlob, matchesAny, type Glob } from './glob.js';
 export { readPresentedKey } from './presented-key.js';
-export { requireAdmin, requireUser, type SessionUser } from './request-user.js';
+export {
+  isLocalRequest,
+  requireAdmin,
+  requireUser,
+  type SessionUser,
+} from './request-user.js';
 export { acceptTotp, newTotpSecret, totpCode, totpQrSvg, totpUrl, TOTP_PERIOD_S } from './totp.js';
 export {
   hashRecoveryCode,
@@ -29,7 +34,7 @@ export {
   USERNAME_PATTERN,
   LOCAL_USERNAME,
   countAdmins,
-  countUsers,
+  countOtherUsers,
   createUser,
   createFirstAdmin,
   describeUser,

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { isLoopbackHost } from '../config/index.js';
 import { HttpError } from '../server/errors.js';
 import type { UserRole } from '../store/index.js';
 
@@ -33,4 +34,13 @@ export function requireAdmin(request: FastifyRequest): SessionUser {
     throw new HttpError(403, 'admin_required', 'this needs an admin account');
   }
   return user;
+}
+
+/**
+ * True when the client is on this machine: both the TCP peer and, behind a trusted proxy, the
+ * forwarded client are loopback. Neither a spoofed X-Forwarded-For nor a remote user behind a
+ * local proxy passes.
+ */
+export function isLocalRequest(request: FastifyRequest): boolean {
+  return isLoopbackHost(request.socket.remoteAddress ?? '') && isLoopbackHost(request.ip);
 }

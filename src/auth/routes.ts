@@ -17,7 +17,7 @@ import { isoNow, type Store, type UserRow } from '../store/index.js';
 import { clearCookie, readCookie, setCookie, type CookiePolicy } from './cookies.js';
 import { clientKey, type LoginThrottle } from './login-throttle.js';
 import { hashRecoveryCode, looksLikeRecoveryCode, newRecoveryCodes } from './recovery-codes.js';
-import { requireUser } from './request-user.js';
+import { isLocalRequest, requireUser } from './request-user.js';
 import {
   CHALLENGE_TTL_MS,
   createChallenge,
@@ -74,8 +74,11 @@ const ChangePasswordBody = z
   .strict();
 const SessionParams = z.object({ id: z.string().max(64) });
 
-/** The throttle's account for setup-token guesses (`#` is never in a username). */
-const SETUP_ACCOUNT = '#setup';
+/**
+ * The throttle's account for setup-token guesses: one per client address (`#` is never in a
+ * username), so guesses from one address cannot block setup for everyone.
+ */
+const setupAccount = (request: FastifyRequest) => `#setup:${request.ip}`;
 const BAD_CREDENTIALS = new HttpError(401, 'invalid_credentials', 'wrong username or password');
 
 /** The user as the web app sees it (src/web/api.ts `Me`). */
@@ -217,14 +220,21 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     if (!options.authEnabled || setupClosed()) {
       throw new HttpError(409, 'setup_closed', 'setup is closed: an admin already exists; sign in');
     }
+    if (options.setupToken === undefined && !isLocalRequest(request)) {
+      throw new HttpError(
+        403,
+        'setup_local_only',
+        'the first admin can be set up without a token only from this machine: open the app on it, set PALISADE_SETUP_TOKEN, or run palisade users create NAME --admin',
+      );
+    }
     if (options.setupToken !== undefined) {
       // Wrong tokens count like failed sign-ins of one pseudo-account no username can be.
-      throttled(request, SETUP_ACCOUNT);
+      throttled(request, setupAccount(request));
       if (
         body.setup_token === undefined ||
         !constantTimeEqual(body.setup_token, options.setupToken)
       ) {
-        options.throttle.recordFailure(request.ip, SETUP_ACCOUNT);
+        options.throttle.recordFailure(request.ip, setupAccount(request));
         record(request, 'auth.setup_refused', 'anonymous', { reason: 'setup token' });
         throw new HttpError(
           403,

@@ -107,8 +107,13 @@ export function countAdmins(store: Store): number {
   return row?.n ?? 0;
 }
 
-export function countUsers(store: Store): number {
-  return store.sqlite.prepare<[], { n: number }>('select count(*) as n from user').get()?.n ?? 0;
+/** Accounts other than `userId` (single-user mode ends when there is any). */
+export function countOtherUsers(store: Store, userId: string): number {
+  return (
+    store.sqlite
+      .prepare<[string], { n: number }>('select count(*) as n from user where id != ?')
+      .get(userId)?.n ?? 0
+  );
 }
 
 export function findUser(store: Store, id: string): UserRow | undefined {

@@ -18,6 +18,13 @@ import {
 } from './conversations.js';
 import { exportConversation } from './export.js';
 import {
+  createMcpToolbox,
+  toOpenAiTools,
+  type McpServerEntry,
+  type McpToolboxOptions,
+  type ToolSession,
+} from './mcp-tools.js';
+import {
   conversationId,
   conversationNotFound,
   CreateConversation,
@@ -27,7 +34,8 @@ import {
   SendMessage,
   UpdateConversation,
 } from './schemas.js';
-import { sseFrame, streamAnswer } from './stream.js';
+import { sseFrame, streamAnswer, type ToolUse } from './stream.js';
+import { MAX_TOOL_ROUNDS, type PromptMessage } from './tool-loop.js';
 import type { ModelInfo } from './types.js';
 
 export interface ChatOptions {
@@ -42,9 +50,14 @@ export interface ChatOptions {
   /** The user's personal key for an upstream, sent instead of the upstream's own. */
   upstreamKeyFor: (userId: string, upstream: string) => string | undefined;
   streamIdleTimeoutMs: number;
+  /**
+   * The user's remote MCP servers (token opened), whose tools the model is offered. Absent,
+   * or an empty list: answers are asked without tools, exactly as before.
+   */
+  mcpServersFor?: (userId: string) => McpServerEntry[];
+  /** Timeouts and the DNS lookup of the MCP client (tests). */
+  mcpTools?: McpToolboxOptions;
 }
-
-type PromptMessage = { role: 'system' | 'user' | 'assistant'; content: string };
 
 /** Models of healthy upstreams, each with the upstream that serves it first. */
 function listModels(registry: UpstreamRegistry): ModelInfo[] {
@@ -96,11 +109,14 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
     app.log.warn({ messages: interrupted }, 'chat answers a previous run left unfinished: failed');
   }
 
+  const toolbox = options.mcpServersFor ? createMcpToolbox(options.mcpTools) : undefined;
+
   // One answer at a time per conversation, and answers in flight are stored before shutdown.
   const answering = new Set<string>();
   const inFlight = new Set<Promise<void>>();
   app.addHook('onClose', async () => {
     await Promise.all(inFlight);
+    await toolbox?.close();
   });
 
   async function owned(user: SessionUser, params: unknown): Promise<ConversationRow> {
@@ -231,7 +247,40 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
     }
   }
 
-  /** Sends the prompt, stores the answer's start, and hands the stream to `streamAnswer`. */
+  /**
+   * The user's MCP tools for one answer, with a signal that aborts when the client goes. No
+   * servers (or no upstream for the model, which dispatch will report): no session.
+   */
+  async function openTools(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    user: SessionUser,
+    model: string,
+  ): Promise<{ session?: ToolSession; signal?: AbortSignal; notices: string[] }> {
+    if (toolbox === undefined || options.mcpServersFor === undefined) return { notices: [] };
+    let servers: McpServerEntry[];
+    try {
+      servers = options.mcpServersFor(user.id);
+    } catch {
+      request.log.warn('the MCP servers of the user could not be read');
+      return { notices: ['your MCP servers could not be read; this answer has no tools'] };
+    }
+    if (servers.length === 0 || registry.candidates(model).length === 0) return { notices: [] };
+    const stop = new AbortController();
+    // Each round's dispatch listens for the client going: up to 8 listeners more than usual.
+    reply.raw.setMaxListeners(reply.raw.getMaxListeners() + MAX_TOOL_ROUNDS + 1);
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) stop.abort();
+    });
+    const session = await toolbox.open(user.id, servers, stop.signal, request.log);
+    if (stop.signal.aborted) {
+      await session.close();
+      throw new HttpError(499, 'client_closed_request', 'the client closed the connection');
+    }
+    return { session, signal: stop.signal, notices: [...session.notices] };
+  }
+
+  /** Builds the prompt and opens the user's tools; `relay` asks the model and streams. */
   async function begin(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -264,21 +313,65 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
 
     const prompt = promptFor(conversation, asked);
     if (content !== undefined) prompt.push({ role: 'user', content });
-    const upstreamBody = applyPolicy(
-      'chat',
-      { model, messages: prompt, stream: true, stream_options: { include_usage: true } },
-      policy,
-    );
-    const dispatched = await dispatcher.dispatch(
-      request,
-      reply,
-      upstreamBody,
-      '/v1/chat/completions',
-      { upstreamApiKey: (upstream) => options.upstreamKeyFor(user.id, upstream.name) },
-    );
     const firstUser = history.find((m) => m.role === 'user')?.content ?? content;
+    const tools = await openTools(request, reply, user, model);
+    const plan = { user, conversation, model, start, firstUser, prompt };
+    try {
+      return await relay(request, reply, plan, tools);
+    } catch (error) {
+      await tools.session?.close();
+      throw error;
+    }
+  }
+
+  /** Asks the model (with the user's tools, if any), stores the answer's start, streams it. */
+  async function relay(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    plan: {
+      user: SessionUser;
+      conversation: ConversationRow;
+      model: string;
+      start: AnswerStart;
+      firstUser: string | undefined;
+      prompt: PromptMessage[];
+    },
+    tools: { session?: ToolSession; signal?: AbortSignal; notices: string[] },
+  ) {
+    const { user, conversation, model, prompt } = plan;
+    const offered = tools.session ? toOpenAiTools(tools.session.tools) : [];
+    let withTools = offered.length > 0;
+    const ask = (messages: PromptMessage[]) =>
+      dispatcher.dispatch(
+        request,
+        reply,
+        applyPolicy(
+          'chat',
+          {
+            model,
+            messages,
+            stream: true,
+            stream_options: { include_usage: true },
+            ...(withTools ? { tools: offered } : {}),
+          },
+          policy,
+        ),
+        '/v1/chat/completions',
+        { upstreamApiKey: (upstream) => options.upstreamKeyFor(user.id, upstream.name) },
+      );
+    const dispatched = await ask(prompt).catch((error: unknown) => {
+      // Models without tool support (Ollama's 400, llama.cpp without --jinja) still answer.
+      if (!withTools || !(error instanceof HttpError) || ![400, 422, 500].includes(error.status)) {
+        throw error;
+      }
+      withTools = false;
+      tools.notices.push(
+        `the model refused the tools (${error.message.slice(0, 200)}); it answers without them`,
+      );
+      return ask(prompt);
+    });
     const started = await conversations
-      .start(user.id, conversation.id, start, firstUser)
+      .start(user.id, conversation.id, plan.start, plan.firstUser)
       .catch((error: unknown) => {
         dispatched.response.body.destroy();
         throw error;
@@ -287,6 +380,10 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
       dispatched.response.body.destroy();
       throw conversationNotFound();
     }
+    const toolUse: ToolUse | undefined =
+      withTools && tools.session && tools.signal
+        ? { session: tools.session, prompt, dispatch: ask, signal: tools.signal }
+        : undefined;
 
     const out = new PassThrough();
     if (started.user) out.write(sseFrame({ type: 'user', message: toMessage(started.user) }));
@@ -300,10 +397,14 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
       idleTimeoutMs: options.streamIdleTimeoutMs,
       log: request.log,
       onUsage: dispatcher.countTokens,
-    }).finally(() => {
-      answering.delete(conversation.id);
-      inFlight.delete(relaying);
-    });
+      notices: tools.notices,
+      tools: toolUse,
+    })
+      .then(() => tools.session?.close())
+      .finally(() => {
+        answering.delete(conversation.id);
+        inFlight.delete(relaying);
+      });
     inFlight.add(relaying);
     return reply
       .header('content-type', 'text/event-stream; charset=utf-8')

@@ -7,7 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { sendRequest, type JsonResponse } from '../../test/support/http.js';
-import { startMockUpstream, type MockUpstream } from '../../test/support/mock-upstream.js';
+import {
+  startMockUpstream,
+  type MockScript,
+  type MockUpstream,
+} from '../../test/support/mock-upstream.js';
 import { createRateLimiter, type RateLimiter, type SessionUser } from '../auth/index.js';
 import {
   addUpstream,
@@ -20,6 +24,8 @@ import { createErrorHandler } from '../server/errors.js';
 import { createMetrics } from '../server/metrics.js';
 import { isoNow, openStore, type IsoDate, type Store } from '../store/index.js';
 import { chat, createConversations } from './index.js';
+import { startMcpFixture, type McpFixture } from '../../test/support/mcp-fixture.js';
+import type { McpServerEntry } from './mcp-tools.js';
 import type { ChatMessage, ChatStreamEvent, Conversation } from './types.js';
 
 const masterKey = Buffer.alloc(32, 9);
@@ -35,10 +41,101 @@ interface Harness {
   keyed: MockUpstream;
   alice: SessionUser;
   bob: SessionUser;
+  /** The MCP server of `startHarness({ mcp: true })`, which needs MCP_TOKEN. */
+  mcp: McpFixture | undefined;
+  /** The users' MCP servers: alice has `My Calc` on `mcp`; tests may swap this. */
+  serversFor: (userId: string) => McpServerEntry[];
   close(): Promise<void>;
 }
 
-const MODELS = ['mock-small', 'mock-large', 'endless-stream', 'broken', 'whole'];
+const MCP_TOKEN = 'mcp-token-of-alice-0123456789';
+
+/** Models scripted by `scriptTools`: each asks for tools as its name says. */
+const TOOL_MODELS = [
+  'mock-tools',
+  'mock-tools-fail',
+  'mock-tools-bad-args',
+  'mock-tools-loop',
+  'mock-tools-wait',
+  'mock-no-tools',
+];
+const MODELS = ['mock-small', 'mock-large', 'endless-stream', 'broken', 'whole', ...TOOL_MODELS];
+
+function toolChunk(delta: Record<string, unknown>, finish: string | null = null) {
+  return {
+    id: 'chatcmpl-tools',
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  };
+}
+
+function usageChunk(prompt: number, completion: number) {
+  return {
+    id: 'chatcmpl-tools',
+    object: 'chat.completion.chunk',
+    choices: [],
+    usage: { prompt_tokens: prompt, completion_tokens: completion },
+  };
+}
+
+/** A streamed round that ends in one call of `name`, its arguments sent in `pieces`. */
+function callTool(name: string, pieces: string[], id: string, text = ''): MockScript {
+  return {
+    chunks: [
+      toolChunk({ role: 'assistant', content: text }),
+      toolChunk({
+        tool_calls: [{ index: 0, id, type: 'function', function: { name, arguments: '' } }],
+      }),
+      ...pieces.map((piece) =>
+        toolChunk({ tool_calls: [{ index: 0, function: { arguments: piece } }] }),
+      ),
+      toolChunk({}, 'tool_calls'),
+      usageChunk(10, 4),
+    ],
+  };
+}
+
+function answerText(text: string): MockScript {
+  return {
+    chunks: [
+      toolChunk({ role: 'assistant', content: '' }),
+      toolChunk({ content: text }),
+      toolChunk({}, 'stop'),
+      usageChunk(20, 3),
+    ],
+  };
+}
+
+/** The tool models: a call first, then (with the `tool` message back) an answer using it. */
+function scriptTools(request: { model: string; body: Record<string, unknown> }) {
+  const messages = request.body.messages as Array<{ role: string; content: unknown }>;
+  const results = messages.filter((m) => m.role === 'tool').map((m) => String(m.content));
+  const [result] = results;
+  switch (request.model) {
+    case 'mock-tools':
+      return result === undefined
+        ? callTool('My_Calc__add', ['{"a":2,', '"b":3}'], 'call_a', 'Let me add.')
+        : answerText(`The sum is ${result}.`);
+    case 'mock-tools-fail':
+      return result === undefined
+        ? callTool('My_Calc__fail', [], 'call_f')
+        : answerText(`The tool said: ${result}`);
+    case 'mock-tools-bad-args':
+      return result === undefined
+        ? callTool('My_Calc__add', ['{"a":'], 'call_j')
+        : answerText(`Oops: ${result}`);
+    case 'mock-tools-loop':
+      return callTool('My_Calc__add', ['{"a":1,"b":1}'], `call_${results.length}`);
+    case 'mock-tools-wait':
+      return callTool('My_Calc__wait', ['{}'], 'call_w', 'Waiting.');
+    case 'mock-no-tools':
+      return request.body.tools === undefined
+        ? undefined
+        : { status: 400, json: { error: 'mock-no-tools does not support tools' } };
+    default:
+      return undefined;
+  }
+}
 
 /**
  * A real chat API under /api over a real store, registry and mock upstreams: `local` serves
@@ -51,10 +148,13 @@ async function startHarness(
     policy?: RequestPolicy;
     /** The key `keyed` itself requires (none by default: it only records what it gets). */
     keyedRequires?: string;
+    /** Start an MCP server and give the chat `mcpServersFor`. */
+    mcp?: boolean;
   } = {},
 ): Promise<Harness> {
   const local = await startMockUpstream({
     models: MODELS,
+    scriptFor: scriptTools,
     scripts: {
       broken: {
         chunks: [
@@ -109,6 +209,10 @@ async function startHarness(
   }
   const alice = users.get('alice') as SessionUser;
   const bob = users.get('bob') as SessionUser;
+  const mcp = options.mcp ? await startMcpFixture({ token: MCP_TOKEN }) : undefined;
+  const calc: McpServerEntry[] = mcp
+    ? [{ id: 'calc', name: 'My Calc', url: mcp.url, token: MCP_TOKEN }]
+    : [];
 
   const streamIdleTimeoutMs = 10_000;
   const app = Fastify();
@@ -136,6 +240,12 @@ async function startHarness(
         upstreamKeyFor: (userId, upstream) =>
           userId === alice.id && upstream === 'keyed' ? PERSONAL_KEY : undefined,
         streamIdleTimeoutMs,
+        ...(mcp
+          ? {
+              mcpServersFor: (userId: string) => harness.serversFor(userId),
+              mcpTools: { ssrf: { strict: true, allowedHosts: ['127.0.0.1'] } },
+            }
+          : {}),
       });
     },
     { prefix: '/api' },
@@ -144,7 +254,7 @@ async function startHarness(
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
 
-  return {
+  const harness: Harness = {
     url: `http://127.0.0.1:${port}`,
     app,
     store,
@@ -153,14 +263,18 @@ async function startHarness(
     keyed,
     alice,
     bob,
+    mcp,
+    serversFor: (userId) => (userId === alice.id ? calc : []),
     async close() {
       await app.close();
       await registry.close();
       await local.close();
       await keyed.close();
+      await mcp?.close();
       await store.close();
     },
   };
+  return harness;
 }
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -1044,4 +1158,340 @@ test('answers a crash left streaming are marked failed at start', async () => {
   } finally {
     await store.close();
   }
+});
+
+describe('chat with the user’s MCP tools', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ mcp: true });
+  });
+  after(() => h.close());
+
+  type ToolBody = UpstreamBody & {
+    tools?: Array<{
+      type: string;
+      function: { name: string; description?: string; parameters: Record<string, unknown> };
+    }>;
+    messages: Array<Record<string, unknown>>;
+  };
+
+  function bodiesOf(model: string): ToolBody[] {
+    return chatRequests(h.local)
+      .map((r) => r.body as ToolBody)
+      .filter((b) => b.model === model);
+  }
+
+  const mcp = () => h.mcp as McpFixture;
+
+  /** Runs `fn` with alice's MCP servers swapped, then puts them back. */
+  async function withServers<T>(servers: () => McpServerEntry[], fn: () => Promise<T>) {
+    const saved = h.serversFor;
+    h.serversFor = (userId) => (userId === h.alice.id ? servers() : saved(userId));
+    try {
+      return await fn();
+    } finally {
+      h.serversFor = saved;
+    }
+  }
+
+  test('tools are offered, called with the token, fed back, and the answer streamed and stored', async () => {
+    const conversation = await create(h, 'alice');
+    const events = await send(h, 'alice', conversation.id, {
+      content: 'What is 2 + 3?',
+      model: 'mock-tools',
+    });
+    const summary = '> Used tool `My_Calc__add`';
+    assert.deepEqual(events.slice(2, -1), [
+      { type: 'delta', text: 'Let me add.' },
+      { type: 'tool_call', id: 'call_a', name: 'My_Calc__add', arguments: '{"a":2,"b":3}' },
+      { type: 'tool_result', id: 'call_a', name: 'My_Calc__add', ok: true, content: '5' },
+      { type: 'delta', text: `\n\n${summary}\n\n` },
+      { type: 'delta', text: 'The sum is 5.' },
+    ]);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['user', 'assistant', 'delta', 'tool_call', 'tool_result', 'delta', 'delta', 'done'],
+    );
+    const done = events.at(-1);
+    assert.ok(done?.type === 'done');
+    assert.equal(done.message.status, 'complete');
+    assert.equal(done.message.content, `Let me add.\n\n${summary}\n\nThe sum is 5.`);
+    assert.equal(done.message.prompt_tokens, 10 + 20, 'usage of both rounds');
+    assert.equal(done.message.completion_tokens, 4 + 3);
+    assert.deepEqual((await read(h, 'alice', conversation.id)).messages.at(-1), done.message);
+
+    // The MCP server got the call, with alice's token and the model's arguments.
+    assert.deepEqual(mcp().calls.at(-1), {
+      name: 'add',
+      arguments: { a: 2, b: 3 },
+      authorization: `Bearer ${MCP_TOKEN}`,
+    });
+
+    const [first, second] = bodiesOf('mock-tools');
+    assert.ok(first && second);
+    assert.deepEqual(
+      first.tools?.map((t) => [t.type, t.function.name]),
+      [
+        ['function', 'My_Calc__add'],
+        ['function', 'My_Calc__fail'],
+        ['function', 'My_Calc__wait'],
+        ['function', 'My_Calc__big'],
+        ['function', 'My_Calc__read_file'],
+      ],
+    );
+    const add = first.tools?.[0]?.function;
+    assert.equal(add?.description, 'Adds two numbers.');
+    assert.deepEqual(add?.parameters.properties, { a: { type: 'number' }, b: { type: 'number' } });
+    assert.deepEqual(add?.parameters.required, ['a', 'b']);
+    assert.deepEqual(second.tools, first.tools, 'offered again in the next round');
+    assert.deepEqual(first.messages, [{ role: 'user', content: 'What is 2 + 3?' }]);
+    assert.deepEqual(second.messages, [
+      { role: 'user', content: 'What is 2 + 3?' },
+      {
+        role: 'assistant',
+        content: 'Let me add.',
+        tool_calls: [
+          {
+            id: 'call_a',
+            type: 'function',
+            function: { name: 'My_Calc__add', arguments: '{"a":2,"b":3}' },
+          },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'call_a', content: '5' },
+    ]);
+    assert.equal(second.max_tokens, 512, 'the policy applies to every round');
+
+    // Regenerate goes through the same loop.
+    const again = await readEvents(
+      await post(h, `/conversations/${conversation.id}/regenerate`, 'alice', {}),
+    );
+    assert.deepEqual(
+      again.map((e) => e.type),
+      ['assistant', 'delta', 'tool_call', 'tool_result', 'delta', 'delta', 'done'],
+    );
+    const regenerated = again.at(-1);
+    assert.ok(regenerated?.type === 'done');
+    assert.equal(regenerated.message.content, done.message.content);
+  });
+
+  test('a user without MCP servers sends exactly the request as before', async () => {
+    const methods = mcp().methods.length;
+    const conversation = await create(h, 'bob');
+    const events = await send(h, 'bob', conversation.id, { content: 'hi', model: 'mock-small' });
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['user', 'assistant', 'delta', 'delta', 'delta', 'delta', 'delta', 'done'],
+    );
+    const body = lastChatBody(h.local);
+    assert.deepEqual(Object.keys(body), [
+      'model',
+      'messages',
+      'stream',
+      'stream_options',
+      'max_tokens',
+    ]);
+    assert.deepEqual(body, {
+      model: 'mock-small',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: 512,
+    });
+    assert.equal(mcp().methods.length, methods, 'no MCP server was contacted');
+  });
+
+  test('a wrong token skips the server with a notice, and the chat still answers', async () => {
+    const refused = mcp().refused;
+    const wrong = 'wrong-token-for-my-calc';
+    const events = await withServers(
+      () => [{ id: 'calc-wrong', name: 'My Calc', url: mcp().url, token: wrong }],
+      async () => {
+        const conversation = await create(h, 'alice');
+        return send(h, 'alice', conversation.id, { content: 'hi', model: 'mock-small' });
+      },
+    );
+    assert.deepEqual(events[2], {
+      type: 'notice',
+      message:
+        'MCP server "My Calc" skipped: it refused the token (HTTP 401); check it in Settings',
+    });
+    assert.equal(events.at(-1)?.type, 'done');
+    assert.ok(!JSON.stringify(events).includes(wrong));
+    assert.ok(mcp().refused > refused);
+    assert.equal(lastChatBody(h.local).model, 'mock-small');
+    assert.ok(!('tools' in lastChatBody(h.local)), 'no tools to offer');
+  });
+
+  test('a link-local MCP URL is refused by the SSRF guard; the chat still answers', async () => {
+    const events = await withServers(
+      () => [{ id: 'meta', name: 'Metadata', url: 'http://169.254.169.254/latest/mcp' }],
+      async () => {
+        const conversation = await create(h, 'alice');
+        return send(h, 'alice', conversation.id, { content: 'hi', model: 'mock-small' });
+      },
+    );
+    assert.deepEqual(events[2], {
+      type: 'notice',
+      message:
+        'MCP server "Metadata" skipped: its address is not allowed (169.254.169.254 is a cloud metadata address)',
+    });
+    assert.equal(events.at(-1)?.type, 'done');
+    assert.ok(!('tools' in lastChatBody(h.local)));
+  });
+
+  test('servers that cannot be read are a notice, not a failure', async () => {
+    const events = await withServers(
+      () => {
+        throw new Error('the stored token could not be opened');
+      },
+      async () => {
+        const conversation = await create(h, 'alice');
+        return send(h, 'alice', conversation.id, { content: 'hi', model: 'mock-small' });
+      },
+    );
+    assert.deepEqual(events[2], {
+      type: 'notice',
+      message: 'your MCP servers could not be read; this answer has no tools',
+    });
+    assert.equal(events.at(-1)?.type, 'done');
+  });
+
+  test('a tool that fails is a result with ok false, and the chat goes on', async () => {
+    const conversation = await create(h, 'alice');
+    const events = await send(h, 'alice', conversation.id, {
+      content: 'break it',
+      model: 'mock-tools-fail',
+    });
+    assert.deepEqual(events.slice(2, -1), [
+      { type: 'tool_call', id: 'call_f', name: 'My_Calc__fail', arguments: '' },
+      {
+        type: 'tool_result',
+        id: 'call_f',
+        name: 'My_Calc__fail',
+        ok: false,
+        content: 'the tool broke',
+      },
+      { type: 'delta', text: '> Used tool `My_Calc__fail` (failed)\n\n' },
+      { type: 'delta', text: 'The tool said: the tool broke' },
+    ]);
+    const done = events.at(-1);
+    assert.ok(done?.type === 'done');
+    assert.equal(done.message.status, 'complete');
+    assert.deepEqual(bodiesOf('mock-tools-fail').at(-1)?.messages.at(-1), {
+      role: 'tool',
+      tool_call_id: 'call_f',
+      content: 'the tool broke',
+    });
+  });
+
+  test('arguments that are not JSON are an error result for the model, and no call', async () => {
+    const calls = mcp().calls.length;
+    const conversation = await create(h, 'alice');
+    const events = await send(h, 'alice', conversation.id, {
+      content: 'add',
+      model: 'mock-tools-bad-args',
+    });
+    const error = JSON.stringify({ error: 'arguments were not valid JSON' });
+    assert.deepEqual(events[3], {
+      type: 'tool_result',
+      id: 'call_j',
+      name: 'My_Calc__add',
+      ok: false,
+      content: error,
+    });
+    assert.equal(mcp().calls.length, calls, 'the tool was not called');
+    assert.deepEqual(bodiesOf('mock-tools-bad-args').at(-1)?.messages.at(-1), {
+      role: 'tool',
+      tool_call_id: 'call_j',
+      content: error,
+    });
+    const done = events.at(-1);
+    assert.ok(done?.type === 'done');
+    assert.equal(done.message.content, `> Used tool \`My_Calc__add\` (failed)\n\nOops: ${error}`);
+  });
+
+  test('a model that keeps calling tools is cut off after 8 rounds', async () => {
+    const calls = mcp().calls.length;
+    const requests = bodiesOf('mock-tools-loop').length;
+    const conversation = await create(h, 'alice');
+    const events = await send(h, 'alice', conversation.id, {
+      content: 'loop',
+      model: 'mock-tools-loop',
+    });
+    const types = events.map((e) => e.type);
+    assert.equal(types.filter((t) => t === 'tool_call').length, 7);
+    assert.equal(types.filter((t) => t === 'tool_result').length, 7);
+    assert.deepEqual(events.at(-1), {
+      type: 'error',
+      message: 'the model was still calling tools after 8 rounds; the answer was cut off',
+      code: 'tool_rounds_exceeded',
+    });
+    assert.equal(bodiesOf('mock-tools-loop').length - requests, 8, 'eight model requests');
+    assert.equal(mcp().calls.length - calls, 7, 'seven rounds of calls ran');
+    const last = bodiesOf('mock-tools-loop').at(-1);
+    assert.equal(last?.messages.filter((m) => m.role === 'tool').length, 7);
+
+    const stored = (await read(h, 'alice', conversation.id)).messages.at(-1);
+    assert.equal(stored?.status, 'error');
+    assert.equal(stored?.content, '> Used tool `My_Calc__add`\n\n'.repeat(7));
+  });
+
+  test('a model that refuses tools is asked again without them, with a notice', async () => {
+    const conversation = await create(h, 'alice');
+    const events = await send(h, 'alice', conversation.id, {
+      content: 'hi',
+      model: 'mock-no-tools',
+    });
+    assert.deepEqual(events[2], {
+      type: 'notice',
+      message:
+        'the model refused the tools (mock-no-tools does not support tools); it answers without them',
+    });
+    const done = events.at(-1);
+    assert.ok(done?.type === 'done');
+    assert.equal(done.message.content, 'Hello from mock-no-tools');
+    const [withTools, without] = bodiesOf('mock-no-tools').slice(-2);
+    assert.ok(withTools?.tools !== undefined);
+    assert.equal(without?.tools, undefined);
+  });
+
+  test('stop during a tool call aborts it and keeps the partial answer as stopped', async () => {
+    const aborted = mcp().abortedCalls;
+    const conversation = await create(h, 'alice');
+    const controller = new AbortController();
+    const response = await post(
+      h,
+      `/conversations/${conversation.id}/messages`,
+      'alice',
+      { content: 'wait for it', model: 'mock-tools-wait' },
+      controller.signal,
+    );
+    const events = await readEvents(
+      response,
+      (seen) => seen.some((e) => e.type === 'tool_call'),
+      true,
+    );
+    await until(() => (mcp().calls.at(-1)?.name === 'wait' ? true : undefined));
+    controller.abort();
+    const assistant = events[1];
+    assert.ok(assistant?.type === 'assistant');
+    const stored = await until(async () => {
+      const row = await h.store.db
+        .selectFrom('chat_message')
+        .selectAll()
+        .where('id', '=', assistant.message.id)
+        .executeTakeFirstOrThrow();
+      return row.status === 'streaming' ? undefined : row;
+    });
+    assert.equal(stored.status, 'stopped');
+    assert.equal(stored.error, null);
+    assert.equal(stored.content, 'Waiting.');
+    await until(() => (mcp().abortedCalls > aborted ? true : undefined));
+    assert.equal(bodiesOf('mock-tools-wait').length, 1, 'the model was not asked again');
+
+    // Free again once the stopped answer is stored.
+    const next = await send(h, 'alice', conversation.id, { content: 'ok', model: 'mock-small' });
+    assert.equal(next.at(-1)?.type, 'done');
+  });
 });

@@ -37,7 +37,13 @@ export type ChatStreamEvent =
   | { type: 'assistant'; message: ChatMessage }
   | { type: 'delta'; text: string }
   | { type: 'done'; message: ChatMessage; conversation: Conversation }
-  | { type: 'error'; message: string; code: string };
+  | { type: 'error'; message: string; code: string }
+  /** The model called one of the user's MCP tools; `arguments` is its JSON text, cut to 2 KB. */
+  | { type: 'tool_call'; id: string; name: string; arguments: string }
+  /** The call's outcome (`content` cut to 2 KB); the model got up to 64 KB of it. */
+  | { type: 'tool_result'; id: string; name: string; ok: boolean; content: string }
+  /** Something the user should know that is not an error (an MCP server left out, say). */
+  | { type: 'notice'; message: string };
 
 export interface ChatUsage {
   prompt_tokens: number;

@@ -300,6 +300,12 @@ export const SETTINGS = {
     help: 'Extra Host names accepted (DNS-rebinding guard), comma separated; `*.example.com` allowed.',
     parse: hostNames,
   },
+  mcpAllowedHosts: {
+    env: 'PALISADE_MCP_ALLOWED_HOSTS',
+    default: [] as string[],
+    help: "Hosts users' remote MCP servers may be on although they are this machine or a private network (refused otherwise), comma separated.",
+    parse: hostNames,
+  },
   corsOrigins: {
     env: 'PALISADE_CORS_ORIGINS',
     default: [] as string[],

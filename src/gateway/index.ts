@@ -34,4 +34,5 @@ export {
   isBlockedAddress,
   SsrfError,
   type Lookup,
+  type SsrfPolicy,
 } from './ssrf-guard.js';

@@ -341,3 +341,58 @@ describe('connect-time rebinding through undici', () => {
     });
   }
 });
+
+describe('the strict policy for URLs users supply (their MCP servers)', () => {
+  const strict = { strict: true };
+
+  test('refuses this machine and private networks that upstreams may use', () => {
+    for (const url of [
+      'http://127.0.0.1:8642/mesh',
+      'http://127.9.9.9/',
+      'http://[::1]:11434/',
+      'http://localhost:6379/',
+      'http://app.localhost/',
+      'http://10.0.0.1/',
+      'http://172.16.5.5/',
+      'http://192.168.1.20:8000/',
+      'http://100.64.0.1/',
+      'http://[fd12:3456::1]/',
+      'http://[::ffff:10.0.0.1]/',
+      'http://[::ffff:7f00:1]/',
+    ]) {
+      assert.throws(() => checkUpstreamUrl(url, strict), SsrfError, url);
+      // The upstreams' default policy allows them (admins choose upstreams).
+      assert.doesNotThrow(() => checkUpstreamUrl(url), url);
+    }
+    assert.throws(() => checkUpstreamUrl('http://169.254.169.254/', strict), /metadata/);
+    assert.doesNotThrow(() => checkUpstreamUrl('https://mcp.example.com/mcp', strict));
+  });
+
+  test('allowed hosts are exempt from the strict ranges, never from the default ones', () => {
+    const policy = { strict: true, allowedHosts: ['127.0.0.1', 'tools.lan'] };
+    assert.doesNotThrow(() => checkUpstreamUrl('http://127.0.0.1:9000/mcp', policy));
+    assert.throws(() => checkUpstreamUrl('http://10.0.0.1/', policy), SsrfError);
+    const metadata = { strict: true, allowedHosts: ['169.254.169.254'] };
+    assert.throws(() => checkUpstreamUrl('http://169.254.169.254/', metadata), /metadata/);
+  });
+
+  test('names resolving to private addresses are refused at add time and at connect time', async () => {
+    const toPrivate: Lookup = async () => [{ address: '192.168.0.7', family: 4 }];
+    await assert.rejects(
+      assertUpstreamAllowed('http://tools.lan/mcp', toPrivate, strict),
+      /resolves to 192\.168\.0\.7, a private address/,
+    );
+    await assertUpstreamAllowed('http://tools.lan/mcp', toPrivate, {
+      strict: true,
+      allowedHosts: ['tools.lan'],
+    });
+    const lookup = guardedLookup(
+      ((_host, _options, callback) => callback(null, '127.0.0.1', 4)) as LookupFunction,
+      strict,
+    );
+    const error = await new Promise<Error | null>((resolve) =>
+      lookup('tools.lan', {}, (failure) => resolve(failure)),
+    );
+    assert.match(String(error?.message), /127\.0\.0\.1, a loopback address/);
+  });
+});

@@ -33,6 +33,28 @@ const REFUSED_RANGES: ReadonlyArray<{ reason: string; cidrs: readonly string[] }
 ];
 
 /** IPv6 /96 prefixes that carry an IPv4 address in their last 32 bits. */
+/**
+ * Refused too under the strict policy (URLs that ordinary users supply, such as their MCP
+ * servers): this machine and private networks, where admin-chosen upstreams may live.
+ */
+const PRIVATE_RANGES: ReadonlyArray<{ reason: string; cidrs: readonly string[] }> = [
+  { reason: 'a loopback address', cidrs: ['127.0.0.0/8', '::1/128'] },
+  {
+    reason: 'a private address',
+    cidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'],
+  },
+];
+
+/**
+ * Which addresses a URL may reach. The default (upstreams, chosen by admins) allows loopback
+ * and private addresses; `strict` refuses them too, except for the hosts in `allowedHosts`.
+ */
+export interface SsrfPolicy {
+  strict?: boolean;
+  /** Host names or IP literals exempt from the strict ranges (never from the default ones). */
+  allowedHosts?: readonly string[];
+}
+
 const IPV4_EMBEDDINGS = [
   '::ffff:', // IPv4-mapped
   '::ffff:0:', // IPv4-translated (SIIT)
@@ -46,6 +68,7 @@ const LOOPBACK_V6 = new net.BlockList();
 LOOPBACK_V6.addAddress('::1', 'ipv6');
 
 const REFUSED = REFUSED_RANGES.map(({ reason, cidrs }) => ({ reason, list: blockListOf(cidrs) }));
+const PRIVATE = PRIVATE_RANGES.map(({ reason, cidrs }) => ({ reason, list: blockListOf(cidrs) }));
 
 function blockListOf(cidrs: readonly string[]): net.BlockList {
   const list = new net.BlockList();
@@ -79,14 +102,29 @@ function familyOf(ip: string): Family | undefined {
 }
 
 /** Why an IP literal is refused, or undefined when it is allowed. */
-function refusalReason(ip: string): string | undefined {
+function refusalReason(ip: string, strict = false): string | undefined {
   const address = bareAddress(ip);
   const family = familyOf(address);
   if (family === undefined) return 'not an IP address';
+  if (strict) {
+    const reason = PRIVATE.find(({ list }) => list.check(address, family))?.reason;
+    if (reason !== undefined) return reason;
+  }
   // ::1 also lies inside the IPv4-compatible form of 0.0.0.0/8; loopback wins.
   if (family === 'ipv6' && LOOPBACK_V6.check(address, 'ipv6')) return undefined;
   return REFUSED.find(({ list }) => list.check(address, family))?.reason;
 }
+
+/** Whether the strict ranges apply to `hostname` under `policy`. */
+function isStrictFor(hostname: string, policy: SsrfPolicy | undefined): boolean {
+  if (policy?.strict !== true) return false;
+  const host = bareAddress(hostname.toLowerCase().replace(/\.+$/, ''));
+  return !(policy.allowedHosts ?? []).some(
+    (allowed) => bareAddress(allowed.toLowerCase()) === host,
+  );
+}
+
+const LOCAL_NAMES = /^(localhost|.*\.localhost)$/i;
 
 function isMetadataName(hostname: string): boolean {
   return METADATA_NAMES.has(hostname.toLowerCase().replace(/\.+$/, ''));
@@ -111,9 +149,10 @@ function refused(detail: string, options?: ErrorOptions): SsrfError {
 /** The first resolved address that is refused, with why, so messages can name both. */
 function firstRefused(
   addresses: readonly string[],
+  strict = false,
 ): { address: string; reason: string } | undefined {
   for (const address of addresses) {
-    const reason = refusalReason(address);
+    const reason = refusalReason(address, strict);
     if (reason !== undefined) return { address, reason };
   }
   return undefined;
@@ -128,8 +167,8 @@ function firstRefused(
  * isBlockedAddress('[::ffff:a9fe:a9fe]'); // true: the same, IPv4-mapped
  * isBlockedAddress('192.168.1.20'); // false: a private model server is fine
  */
-export function isBlockedAddress(ip: string): boolean {
-  return refusalReason(ip) !== undefined;
+export function isBlockedAddress(ip: string, policy?: SsrfPolicy): boolean {
+  return refusalReason(ip, policy?.strict === true) !== undefined;
 }
 
 /**
@@ -142,7 +181,7 @@ export function isBlockedAddress(ip: string): boolean {
  * checkUpstreamUrl('http://169.254.169.254/'); // throws SsrfError:
  * // "upstream URL refused: 169.254.169.254 is a cloud metadata address"
  */
-export function checkUpstreamUrl(url: string): URL {
+export function checkUpstreamUrl(url: string, policy?: SsrfPolicy): URL {
   const parsed = parseUrl(url);
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw refused(`scheme ${parsed.protocol} is not allowed, use http: or https:`);
@@ -157,8 +196,10 @@ export function checkUpstreamUrl(url: string): URL {
   const host = parsed.hostname;
   if (host === '') throw refused('the host is empty');
   if (isMetadataName(host)) throw refused(`${host} is a cloud metadata name`);
+  const strict = isStrictFor(host, policy);
+  if (strict && LOCAL_NAMES.test(host)) throw refused(`${host} is this machine`);
   if (isIpLiteral(host)) {
-    const reason = refusalReason(host);
+    const reason = refusalReason(host, strict);
     if (reason !== undefined) throw refused(`${host} is ${reason}`);
   }
   return parsed;
@@ -174,12 +215,13 @@ export function checkUpstreamUrl(url: string): URL {
 export async function assertUpstreamAllowed(
   url: string,
   lookup: Lookup = dns.promises.lookup,
+  policy?: SsrfPolicy,
 ): Promise<URL> {
-  const parsed = checkUpstreamUrl(url);
+  const parsed = checkUpstreamUrl(url, policy);
   const host = parsed.hostname;
   if (isIpLiteral(host)) return parsed;
   const addresses = await resolveAll(host, lookup);
-  const bad = firstRefused(addresses);
+  const bad = firstRefused(addresses, isStrictFor(host, policy));
   if (bad) throw refused(`${host} resolves to ${bad.address}, ${bad.reason}`);
   return parsed;
 }
@@ -207,7 +249,10 @@ async function resolveAll(host: string, lookup: Lookup): Promise<string[]> {
  * @example
  * new Pool(origin, { connect: { lookup: guardedLookup() } });
  */
-export function guardedLookup(lookup: LookupFunction = dns.lookup): LookupFunction {
+export function guardedLookup(
+  lookup: LookupFunction = dns.lookup,
+  policy?: SsrfPolicy,
+): LookupFunction {
   return (hostname, options, callback) => {
     if (isMetadataName(hostname)) {
       const error = connectRefused(`${hostname} is a cloud metadata name`);
@@ -217,7 +262,7 @@ export function guardedLookup(lookup: LookupFunction = dns.lookup): LookupFuncti
     lookup(hostname, options, (error, address, family) => {
       if (error) return callback(error, address, family);
       const addresses = typeof address === 'string' ? [address] : address.map((a) => a.address);
-      const bad = firstRefused(addresses);
+      const bad = firstRefused(addresses, isStrictFor(hostname, policy));
       if (bad) {
         const detail = `${hostname} resolves to ${bad.address}, ${bad.reason}`;
         return callback(connectRefused(detail), address, family);

@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import {
+  countOtherUsers,
+  isLocalRequest,
   readCookie,
   resolveSession,
   setCookie,
@@ -86,7 +88,7 @@ export const apiScope: FastifyPluginAsync<ApiScopeOptions> = async (app, options
 
   app.addHook('onRequest', async (request, reply) => {
     if (options.localUser) {
-      request.user = options.localUser;
+      request.user = singleUser(request, options.localUser);
     } else {
       const token = readCookie(request, cookies, 'session');
       const resolved =
@@ -109,6 +111,27 @@ export const apiScope: FastifyPluginAsync<ApiScopeOptions> = async (app, options
       });
     }
   });
+
+  // Nothing the API answers is for a shared cache: TOTP secrets, recovery codes, new keys.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
+  /**
+   * Single-user mode's user, for clients on this machine only, and only while the home has no
+   * other account: one created since start ends the mode at once, not at the next restart.
+   */
+  function singleUser(request: FastifyRequest, local: SessionUser): SessionUser | null {
+    if (!isLocalRequest(request)) return null;
+    if (countOtherUsers(store, local.id) > 0) {
+      throw new HttpError(
+        403,
+        'single_user_mode_ended',
+        'this home now has user accounts, so single-user mode (PALISADE_AUTH=false) has ended: restart Palisade without it and sign in',
+      );
+    }
+    return local;
+  }
 
   app.addHook('preHandler', async (request) => {
     if (!request.user || options.localUser || !options.isTotpRequired()) return;

@@ -7,7 +7,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
-import { isLoopbackHost } from '../config/index.js';
+import { isLocalRequest } from '../auth/index.js';
 import { gateway, type GatewayOptions } from '../gateway/index.js';
 import {
   answerClientError,
@@ -178,8 +178,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   app.get('/metrics', async (request, reply) => {
     // Both the peer and, behind a proxy, the forwarded client must be local: a remote client
     // cannot pass by sending X-Forwarded-For: 127.0.0.1, nor a remote user through a local proxy.
-    const local = isLoopbackHost(request.socket.remoteAddress ?? '') && isLoopbackHost(request.ip);
-    if (!local && !options.isAdminRequest(request.headers)) {
+    if (!isLocalRequest(request) && !options.isAdminRequest(request.headers)) {
       throw new HttpError(
         403,
         'metrics_forbidden',

@@ -100,12 +100,16 @@ export async function startServer(
     const keys = createKeyRing(store);
     cleanups.push(() => keys.close());
     const exposed = !isLoopbackHost(config.host);
+    // Behind a proxy (a TLS one, say, on this machine) a loopback bind is reached from anywhere.
+    const webExposed = exposed || config.https || config.trustProxy !== false;
 
     let localUser: SessionUser | undefined;
     if (!config.auth) {
-      if (exposed) {
+      if (webExposed) {
         throw new ConfigError(
-          `PALISADE_AUTH=false is allowed only on a loopback bind, not ${config.host}: bind to 127.0.0.1 or turn accounts back on`,
+          exposed
+            ? `PALISADE_AUTH=false is allowed only on a loopback bind, not ${config.host}: bind to 127.0.0.1 or turn accounts back on`
+            : 'PALISADE_AUTH=false is refused behind a proxy (PALISADE_HTTPS or PALISADE_TRUST_PROXY is set): the proxy makes the app reachable from elsewhere; turn accounts back on',
         );
       }
       const local = ensureLocalUser(store);
@@ -143,7 +147,7 @@ export async function startServer(
     }
 
     let setupToken: string | undefined;
-    if (config.auth && !isSetupClosed(store) && (exposed || config.setupToken !== undefined)) {
+    if (config.auth && !isSetupClosed(store) && (webExposed || config.setupToken !== undefined)) {
       setupToken = config.setupToken ?? randomToken(18);
       if (config.setupToken === undefined) {
         const announce = options.announce ?? ((text: string) => process.stderr.write(text));
@@ -208,7 +212,8 @@ export async function startServer(
       secure: (request) => config.https || request.protocol === 'https',
     };
     const isTotpRequired = () => totpRequiredIn(store);
-    const secrets = createUserSecrets({ store, masterKey });
+    const mcpPolicy = { strict: true, allowedHosts: config.mcpAllowedHosts };
+    const secrets = createUserSecrets({ store, masterKey, mcpPolicy });
     const scrypt = { n: config.scryptN, r: config.scryptR, p: config.scryptP };
     if (128 * scrypt.n * scrypt.r > 1024 ** 3) {
       throw new ConfigError(
@@ -305,6 +310,8 @@ export async function startServer(
                   burst: config.chatRateBurst,
                 }),
                 upstreamKeyFor: (userId, upstream) => secrets.upstreamKeyFor(userId, upstream),
+                mcpServersFor: (userId) => secrets.mcpServersFor(userId),
+                mcpTools: { ssrf: mcpPolicy },
                 streamIdleTimeoutMs: config.streamIdleTimeoutMs,
               }),
             async (api) => api.register(settings, { store, audit, secrets }),

@@ -292,7 +292,7 @@ describe('settings API', () => {
 
     const plain = await call('POST', '/api/settings/mcp-servers', {
       user: alice,
-      body: { name: 'Local tools', url: 'http://127.0.0.1:9000/mcp' },
+      body: { name: 'Local tools', url: 'http://tools.example.net:9000/mcp' },
     });
     assert.equal(plain.status, 201, plain.text);
     const local = (plain.json as Settings).mcp_servers.find((s) => s.name === 'Local tools');

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { UPSTREAM_NAME } from '../config/index.js';
 import { deriveKey, secretBox, type SecretBox } from '../crypto/index.js';
-import { checkUpstreamUrl, SsrfError } from '../gateway/index.js';
+import { checkUpstreamUrl, SsrfError, type SsrfPolicy } from '../gateway/index.js';
 import { isoNow, type Store, type UserSecretKind, type UserSecretRow } from '../store/index.js';
 
 export const MAX_UPSTREAM_KEYS = 50;
@@ -103,7 +103,7 @@ function checkUpstreamName(upstream: string): void {
  * own field), and not an address the SSRF guard refuses outright. The host is resolved and
  * checked again on every connection, through the guard.
  */
-export function checkMcpUrl(url: string): URL {
+export function checkMcpUrl(url: string, policy: SsrfPolicy = { strict: true }): URL {
   if (url.length > MAX_URL_LENGTH) {
     throw new SecretError('invalid_url', `the URL is longer than ${MAX_URL_LENGTH} characters`);
   }
@@ -129,7 +129,7 @@ export function checkMcpUrl(url: string): URL {
     );
   }
   try {
-    return checkUpstreamUrl(parsed.href);
+    return checkUpstreamUrl(parsed.href, policy);
   } catch (error) {
     if (!(error instanceof SsrfError)) throw error;
     throw new SecretError(
@@ -157,6 +157,8 @@ function isUniqueViolation(error: unknown): boolean {
 export interface UserSecretsOptions {
   store: Store;
   masterKey: Buffer;
+  /** Where MCP server URLs may point; default strict (no loopback or private addresses). */
+  mcpPolicy?: SsrfPolicy;
 }
 
 /**
@@ -171,7 +173,7 @@ export interface UserSecretsOptions {
  * secrets.upstreamKeyFor(user.id, 'openrouter'); // 'sk-or-v1-...'
  * secrets.listMasked(user.id).upstream_keys; // [{ upstream: 'openrouter', masked: '••••9f3a', ... }]
  */
-export function createUserSecrets({ store, masterKey }: UserSecretsOptions) {
+export function createUserSecrets({ store, masterKey, mcpPolicy }: UserSecretsOptions) {
   const box = userSecretBox(masterKey);
   const { sqlite } = store;
   const selectByName = sqlite.prepare<[string, UserSecretKind, string], UserSecretRow>(
@@ -272,7 +274,7 @@ export function createUserSecrets({ store, masterKey }: UserSecretsOptions) {
       input: { name: string; url: string; token?: string | undefined },
     ): McpServerInfo {
       const name = checkMcpName(input.name);
-      const url = checkMcpUrl(input.url);
+      const url = checkMcpUrl(input.url, mcpPolicy);
       if (input.token !== undefined) checkSecret('a token', input.token);
       const id = randomUUID();
       const row: UserSecretRow = {

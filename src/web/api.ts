@@ -84,7 +84,13 @@ export type ChatStreamEvent =
   | { type: 'assistant'; message: ChatMessage }
   | { type: 'delta'; text: string }
   | { type: 'done'; message: ChatMessage; conversation: Conversation }
-  | { type: 'error'; message: string; code: string };
+  | { type: 'error'; message: string; code: string }
+  /** The model called one of the user's MCP tools; `arguments` is its JSON text, cut to 2 KB. */
+  | { type: 'tool_call'; id: string; name: string; arguments: string }
+  /** The call's outcome (`content` cut to 2 KB); the model got up to 64 KB of it. */
+  | { type: 'tool_result'; id: string; name: string; ok: boolean; content: string }
+  /** Something the user should know that is not an error (an MCP server left out, say). */
+  | { type: 'notice'; message: string };
 
 export interface UpstreamKeyInfo {
   upstream: string;
@@ -231,6 +237,19 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   return (text === '' ? undefined : JSON.parse(text)) as T;
 }
 
+const streamListeners = new Set<(event: ChatStreamEvent) => void>();
+
+/**
+ * Follows every event of every answer this tab streams, besides the caller's `onEvent`; returns
+ * the function that stops following. The message view shows tool calls this way.
+ */
+export function onStreamEvent(listener: (event: ChatStreamEvent) => void): () => void {
+  streamListeners.add(listener);
+  return () => {
+    streamListeners.delete(listener);
+  };
+}
+
 /**
  * Streams a chat answer: calls `onEvent` for each event until the answer is done, failed or
  * `signal` aborts (the Stop button; the server keeps what was generated as `stopped`).
@@ -267,7 +286,10 @@ async function stream(
         .filter((line) => line.startsWith('data:'))
         .map((line) => line.slice(5).trimStart())
         .join('\n');
-      if (data !== '') onEvent(JSON.parse(data) as ChatStreamEvent);
+      if (data === '') continue;
+      const event = JSON.parse(data) as ChatStreamEvent;
+      for (const listener of streamListeners) listener(event);
+      onEvent(event);
     }
   }
 }

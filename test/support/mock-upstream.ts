@@ -55,9 +55,22 @@ export interface MockUpstreamOptions {
    * Scripted answers by model name: `json` for a non-streaming chat request, `chunks` (each
    * a `chat.completion.chunk`) sent as SSE then `[DONE]` for a streaming one.
    */
-  scripts?: Record<string, { json?: unknown; chunks?: unknown[]; status?: number }>;
+  scripts?: Record<string, MockScript>;
+  /**
+   * A scripted answer chosen per chat request (its model and parsed body), before `scripts`:
+   * undefined lets the request through. E.g. `tool_calls` chunks first, then a text answer
+   * once the request carries a `tool` message.
+   */
+  scriptFor?: (request: { model: string; body: Record<string, unknown> }) => MockScript | undefined;
   /** Serve llama.cpp's `/apply-template` and `/tokenize` (one token per 4 characters). */
   tokenizer?: boolean;
+}
+
+/** A scripted chat answer: see `MockUpstreamOptions.scripts`. */
+export interface MockScript {
+  json?: unknown;
+  chunks?: unknown[];
+  status?: number;
 }
 
 const ENDLESS_INTERVAL_MS = 20;
@@ -78,6 +91,7 @@ interface Settings {
   record: boolean;
   created: number;
   scripts: NonNullable<MockUpstreamOptions['scripts']>;
+  scriptFor: MockUpstreamOptions['scriptFor'];
   tokenizer: boolean;
 }
 
@@ -98,6 +112,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     record: options.record ?? true,
     created: Math.floor(Date.now() / 1000),
     scripts: options.scripts ?? {},
+    scriptFor: options.scriptFor,
     tokenizer: options.tokenizer ?? false,
   };
   const server = http.createServer({ keepAlive: true, noDelay: true });
@@ -245,8 +260,11 @@ function dispatch(
   model: string,
   body: Json,
 ): void {
-  const script = ctx.settings.scripts[model];
-  if (script !== undefined && kind === 'chat') {
+  const script =
+    kind === 'chat'
+      ? (ctx.settings.scriptFor?.({ model, body }) ?? ctx.settings.scripts[model])
+      : undefined;
+  if (script !== undefined) {
     if (body.stream === true && script.chunks) {
       const events = script.chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
       sendStream(ctx, res, [...events, 'data: [DONE]\n\n']);

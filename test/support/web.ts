@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createUser, totpCode } from '../../src/auth/index.js';
+import type { ChatStreamEvent } from '../../src/chat/index.js';
 import type { Store, UserRole } from '../../src/store/index.js';
 import { openStore } from '../../src/store/index.js';
 import type { RawResponse } from './http.js';
@@ -267,4 +268,92 @@ export function listRoutes(palisade: TestPalisade): Array<[string, string]> {
     for (const method of methods?.split(', ') ?? []) routes.push([method, url]);
   }
   return routes;
+}
+
+/**
+ * A POST from a signed-in client whose answer is read as it arrives (a chat send or
+ * regenerate): the raw fetch Response, to read with `readEvents` or abort with `signal`.
+ */
+export function postStream(
+  client: WebClient,
+  path: string,
+  body: unknown,
+  signal?: AbortSignal,
+): Promise<Response> {
+  return fetch(client.base + path, {
+    method: 'POST',
+    headers: {
+      'x-requested-with': 'palisade',
+      origin: client.origin,
+      'content-type': 'application/json',
+      accept: 'text/event-stream',
+      ...(client.cookies.size > 0 ? { cookie: client.cookieHeader } : {}),
+    },
+    body: JSON.stringify(body),
+    ...(signal ? { signal } : {}),
+  });
+}
+
+/**
+ * Parses the `data:` frames of a chat answer as they arrive. `until` may stop reading early:
+ * the body is then cancelled (the client goes away) unless `keepOpen`.
+ */
+export async function readEvents(
+  response: Response,
+  until?: (events: ChatStreamEvent[]) => boolean,
+  keepOpen = false,
+): Promise<ChatStreamEvent[]> {
+  assert.ok(response.body, 'a response body');
+  const events: ChatStreamEvent[] = [];
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return events;
+    buffered += value;
+    let end: number;
+    while ((end = buffered.indexOf('\n\n')) !== -1) {
+      const frame = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      assert.ok(frame.startsWith('data: '), `an SSE data frame: ${frame}`);
+      events.push(JSON.parse(frame.slice(6)) as ChatStreamEvent);
+      if (until?.(events)) {
+        if (!keepOpen) await reader.cancel();
+        return events;
+      }
+    }
+  }
+}
+
+/** Sends a chat message through the real API and reads the whole answer (status 200 asserted). */
+export async function sendMessage(
+  client: WebClient,
+  conversationId: string,
+  body: { content: string; model?: string },
+): Promise<ChatStreamEvent[]> {
+  const response = await postStream(client, `/api/conversations/${conversationId}/messages`, body);
+  assert.equal(response.status, 200, await response.clone().text());
+  assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+  return readEvents(response);
+}
+
+/** Polls until `probe` answers something other than undefined (a state the server reaches on its own). */
+export async function eventually<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+): Promise<T> {
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** The id of a user, read from the store. */
+export function userIdOf(palisade: Pick<TestPalisade, 'home'>, username: string): Promise<string> {
+  return withStore(palisade, (store) => {
+    const row = store.sqlite.prepare('select id from user where username = ?').get(username) as
+      { id: string } | undefined;
+    assert.ok(row, `a user named ${username}`);
+    return row.id;
+  });
 }
