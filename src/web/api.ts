@@ -350,9 +350,18 @@ export const api = {
   ) => call<Conversation>('PATCH', `/api/conversations/${encodeURIComponent(id)}`, body),
   deleteConversation: (id: string) =>
     call<void>('DELETE', `/api/conversations/${encodeURIComponent(id)}`),
-  /** A download link: `format` is `markdown` or `json`. */
-  exportUrl: (id: string, format: 'markdown' | 'json') =>
-    `/api/conversations/${encodeURIComponent(id)}/export?format=${format}`,
+  /**
+   * The conversation as a file (`format` is `markdown` or `json`). Fetched rather than linked:
+   * a plain link cannot carry the header every /api request needs.
+   */
+  exportConversation: async (id: string, format: 'markdown' | 'json') => {
+    const response = await fetch(
+      `/api/conversations/${encodeURIComponent(id)}/export?format=${format}`,
+      { credentials: 'same-origin', headers: HEADERS },
+    );
+    if (!response.ok) throw await failure(response);
+    return { text: await response.text(), type: response.headers.get('content-type') ?? '' };
+  },
   send: (
     id: string,
     body: { content: string; model?: string },

@@ -4,7 +4,7 @@
  * sign-in, a second user, the CSP. Saves the screenshots used by the README and docs.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -135,6 +135,23 @@ describe('the web app in Chromium', { skip: missing && !process.env.CI ? missing
     assert.match(adminConversationUrl, /\/c\/[0-9a-f-]{36}$/);
     assert.deepEqual(admin.cspViolations, []);
     await screenshot(page, 'chat');
+  });
+
+  test('a conversation exports as Markdown and JSON downloads', async () => {
+    const { page } = admin;
+    for (const [item, pattern] of [
+      ['Export as Markdown', /^## User[\s\S]*Count the words/m],
+      ['Export as JSON', /"messages"/],
+    ] as const) {
+      await page.getByText('Export', { exact: true }).click();
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: item }).click(),
+      ]);
+      const path = await download.path();
+      assert.match(readFileSync(path, 'utf8'), pattern);
+      assert.match(download.suggestedFilename(), /^how-do-i-count/);
+    }
   });
 
   test('Stop ends a generation and keeps what was written', async () => {

@@ -2,6 +2,7 @@ import type { ComponentChild } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type Conversation, type ModelInfo } from '../../api.js';
 import { ErrorText } from '../../components/common.js';
+import { downloadText } from '../../components/download.js';
 import { errorMessage } from '../../components/errors.js';
 import { conversationTitle } from './sidebar.js';
 
@@ -83,27 +84,29 @@ function ExportMenu(props: { conversation: Conversation }) {
   }, []);
   const { conversation } = props;
   const name = slug(conversationTitle(conversation));
+  const [failed, setFailed] = useState<string | null>(null);
+  async function save(format: 'markdown' | 'json', extension: string) {
+    menu.current?.removeAttribute('open');
+    setFailed(null);
+    try {
+      const file = await api.exportConversation(conversation.id, format);
+      downloadText(`${name}.${extension}`, file.text, file.type);
+    } catch (error) {
+      setFailed(errorMessage(error));
+    }
+  }
   return (
     <details class="menu" ref={menu}>
       <summary class="btn btn-ghost btn-sm">Export</summary>
       <div class="menu__list">
-        <a
-          class="menu__item"
-          href={api.exportUrl(conversation.id, 'markdown')}
-          download={`${name}.md`}
-          onClick={() => menu.current?.removeAttribute('open')}
-        >
+        <button type="button" class="menu__item" onClick={() => void save('markdown', 'md')}>
           Export as Markdown
-        </a>
-        <a
-          class="menu__item"
-          href={api.exportUrl(conversation.id, 'json')}
-          download={`${name}.json`}
-          onClick={() => menu.current?.removeAttribute('open')}
-        >
+        </button>
+        <button type="button" class="menu__item" onClick={() => void save('json', 'json')}>
           Export as JSON
-        </a>
+        </button>
       </div>
+      {failed && <ErrorText message={failed} />}
     </details>
   );
 }

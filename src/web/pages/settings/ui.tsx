@@ -1,3 +1,4 @@
+export { downloadText } from '../../components/download.js';
 /**
  * Small building blocks shared by the Settings and Admin pages: loading and action state,
  * error and success messages, labelled fields, dates, scrolling tables, two-step confirmations,
@@ -309,19 +310,6 @@ export function CopyButton(props: { text: string; label?: string }): JSX.Element
       {state === 'copied' ? 'Copied' : state === 'failed' ? 'Copy failed: select and copy' : label}
     </button>
   );
-}
-
-/** Saves text as a file through a Blob URL. */
-export function downloadText(fileName: string, text: string): void {
-  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain;charset=utf-8' }));
-  const link = document.createElement('a');
-  link.href = url;
-  link.download = fileName;
-  link.rel = 'noopener';
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 /** Base64 of the UTF-8 bytes of `text` (btoa alone only takes Latin-1). */
