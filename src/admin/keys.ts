@@ -8,7 +8,8 @@ import {
   type ApiKey,
 } from '../auth/index.js';
 import { parseDuration } from '../config/index.js';
-import { HttpError, parseWith } from '../server/index.js';
+import { HttpError } from '../server/errors.js';
+import { parseWith } from '../server/validate.js';
 import { isoNow } from '../store/index.js';
 import { recordChange, type AdminOptions } from './options.js';
 

@@ -393,6 +393,17 @@ describe('admin API: instance settings', () => {
     assert.deepEqual(initial.json, { require_totp: false });
     assert.equal(isTotpRequired(store), false);
 
+    // Not before the admin has it: they would lock themselves out of these pages.
+    const early = await call('PUT', '/api/admin/settings', {
+      user: root,
+      body: { require_totp: true },
+    });
+    assert.equal(early.status, 409);
+    assert.equal(isTotpRequired(store), false);
+    store.sqlite
+      .prepare('update user set totp_enabled_at = ? where username = ?')
+      .run(new Date().toISOString(), 'root');
+
     const on = await call('PUT', '/api/admin/settings', {
       user: root,
       body: { require_totp: true },

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { requireAdmin } from '../auth/index.js';
-import { HttpError, parseWith } from '../server/index.js';
+import { findUser, requireAdmin } from '../auth/index.js';
+import { HttpError } from '../server/errors.js';
+import { parseWith } from '../server/validate.js';
 import { queryAudit } from './audit-query.js';
 import { instanceSettings, setTotpRequired } from './instance-settings.js';
 import { keyRoutes } from './keys.js';
@@ -70,6 +71,13 @@ export const admin: FastifyPluginAsync<AdminOptions> = async (app, options) => {
   app.put('/settings', async (request) => {
     const user = requireAdmin(request);
     const body = parseWith(UpdateInstanceSettings, request.body, 'body');
+    if (body.require_totp === true && findUser(store, user.id)?.totp_enabled_at === null) {
+      throw new HttpError(
+        409,
+        'enroll_first',
+        'set up two-factor sign-in for yourself first (Settings): requiring it now would lock you out of the admin pages until you do',
+      );
+    }
     if (
       body.require_totp !== undefined &&
       body.require_totp !== instanceSettings(store).require_totp

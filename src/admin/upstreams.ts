@@ -9,7 +9,8 @@ import {
   SsrfError,
   type Upstream,
 } from '../gateway/index.js';
-import { HttpError, parseWith } from '../server/index.js';
+import { HttpError } from '../server/errors.js';
+import { parseWith } from '../server/validate.js';
 import type { UpstreamRow } from '../store/index.js';
 import { recordChange, type AdminOptions } from './options.js';
 

@@ -11,7 +11,8 @@ import {
   setUserDisabled,
   setUserRole,
 } from '../auth/index.js';
-import { HttpError, parseWith } from '../server/index.js';
+import { HttpError } from '../server/errors.js';
+import { parseWith } from '../server/validate.js';
 import type { Store, UserRow } from '../store/index.js';
 import { recordChange, type AdminOptions } from './options.js';
 
@@ -148,7 +149,7 @@ export const userRoutes: FastifyPluginAsync<AdminOptions> = async (app, options)
     const { id } = parseWith(IdParam, request.params, 'path');
     parseWith(NoBody, request.body, 'body');
     const user = requireTarget(store, id);
-    resetUserTotp(store, user.id);
+    resetUserTotp(store, user.id, { endSessions: true });
     recordChange(options.audit, request, admin, {
       action: 'user.totp_reset',
       target: user.id,

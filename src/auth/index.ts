@@ -14,12 +14,7 @@ export {
 export { createRateLimiter, type BucketLimits, type RateLimiter } from './token-bucket.js';
 export { compileGlob, matchesAny, type Glob } from './glob.js';
 export { readPresentedKey } from './presented-key.js';
-export {
-  isLocalRequest,
-  requireAdmin,
-  requireUser,
-  type SessionUser,
-} from './request-user.js';
+export { isLocalRequest, requireAdmin, requireUser, type SessionUser } from './request-user.js';
 export { acceptTotp, newTotpSecret, totpCode, totpQrSvg, totpUrl, TOTP_PERIOD_S } from './totp.js';
 export {
   hashRecoveryCode,

@@ -69,6 +69,7 @@ const SetupBody = z
 const LoginBody = z.object({ username: Username, password: Password }).strict();
 const CodeBody = z.object({ code: z.string().min(1).max(64) }).strict();
 const PasswordBody = z.object({ password: Password }).strict();
+const EmptyBody = z.object({}).strict();
 const ChangePasswordBody = z
   .object({ current_password: Password, new_password: Password })
   .strict();
@@ -146,7 +147,8 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   function throttled(request: FastifyRequest, username: string) {
     const wait = options.throttle.retryAfter(request.ip, username);
     if (wait > 0) {
-      record(request, 'auth.login_throttled', `user:${username.toLowerCase()}`);
+      // Logged, not audited: refusals are unbounded, and the audit log is append-only.
+      request.log.warn({ ip: request.ip }, 'sign-in throttled');
       throw new HttpError(
         429,
         'too_many_attempts',
@@ -156,9 +158,18 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     }
   }
 
-  function failed(request: FastifyRequest, username: string, reason: string): never {
+  /**
+   * Counts and audits a refused sign-in. A name that is no account is not written down: it may
+   * be a password typed in the wrong field, and the audit log keeps everything for good.
+   */
+  function failed(
+    request: FastifyRequest,
+    username: string,
+    reason: string,
+    account: UserRow | undefined,
+  ): never {
     options.throttle.recordFailure(request.ip, username);
-    record(request, 'auth.login_failed', `user:${username.toLowerCase()}`, { reason });
+    record(request, 'auth.login_failed', account ? actor(account) : 'anonymous', { reason });
     throw BAD_CREDENTIALS;
   }
 
@@ -269,10 +280,15 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
       const found = findUserByName(store, body.username);
       if (!found || found.disabled_at !== null) {
         await burnPasswordCheck(body.password, options.scrypt);
-        failed(request, body.username, found ? 'disabled' : 'unknown user');
+        failed(request, body.username, found ? 'disabled' : 'unknown user', found);
       }
       if (!(await verifyPassword(body.password, found.password_hash))) {
-        failed(request, body.username, 'wrong password');
+        // A hash weaker than the server's is quicker to check: make up the difference, so the
+        // time taken does not tell such accounts from unknown names.
+        if (needsRehash(found.password_hash, options.scrypt)) {
+          await burnPasswordCheck(body.password, options.scrypt);
+        }
+        failed(request, body.username, 'wrong password', found);
       }
       return found;
     });
@@ -344,6 +360,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   }
 
   app.post('/auth/logout', async (request, reply) => {
+    parseWith(EmptyBody, request.body ?? {}, 'body');
     const token = readCookie(request, options.cookies, 'session');
     if (token !== undefined) revokeSessionByToken(store, token);
     clearCookie(request, reply, options.cookies, 'session');
@@ -353,7 +370,9 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
 
   app.post('/auth/totp/enroll', async (request) => {
     const me = requireUser(request);
+    const body = parseWith(PasswordBody, request.body, 'body');
     const user = findUser(store, me.id) as UserRow;
+    await checkOwnPassword(request, user, body.password);
     if (user.totp_enabled_at !== null) {
       throw new HttpError(
         409,
@@ -397,6 +416,8 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
       );
       for (const code of codes) insert.run(user.id, hashRecoveryCode(code));
     })();
+    // Sessions opened before the second factor existed end, as after a password change.
+    revokeAllSessions(store, user.id, request.sessionId ?? undefined);
     record(request, 'auth.totp_enabled', actor(user), {}, user.id);
     return { recovery_codes: codes };
   });

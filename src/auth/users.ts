@@ -188,9 +188,18 @@ export function upgradePasswordHash(store: Store, userId: string, hash: string):
   store.sqlite.prepare('update user set password_hash = ? where id = ?').run(hash, userId);
 }
 
-/** Removes a user's TOTP enrollment and recovery codes (admin reset, or the user turning it off). */
-export function resetUserTotp(store: Store, userId: string): void {
+/**
+ * Removes a user's TOTP enrollment and recovery codes: the user turning it off, or an admin's
+ * reset for a lost phone, which also ends the user's sessions (`endSessions`): the phone may
+ * have been stolen with a signed-in browser.
+ */
+export function resetUserTotp(
+  store: Store,
+  userId: string,
+  options: { endSessions?: boolean } = {},
+): void {
   store.sqlite.transaction(() => {
+    if (options.endSessions === true) revokeAllSessions(store, userId);
     store.sqlite
       .prepare(
         'update user set totp_secret_enc = null, totp_enabled_at = null, totp_last_step = null where id = ?',

@@ -50,6 +50,8 @@ export interface ChatOptions {
   /** The user's personal key for an upstream, sent instead of the upstream's own. */
   upstreamKeyFor: (userId: string, upstream: string) => string | undefined;
   streamIdleTimeoutMs: number;
+  /** Answers one user may have streaming at once (default 8); more get 429. */
+  maxStreamsPerUser?: number;
   /**
    * The user's remote MCP servers (token opened), whose tools the model is offered. Absent,
    * or an empty list: answers are asked without tools, exactly as before.
@@ -113,6 +115,19 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
 
   // One answer at a time per conversation, and answers in flight are stored before shutdown.
   const answering = new Set<string>();
+  // And a cap on a user's answers at once, as the gateway caps a key's streams.
+  const openAnswers = new Map<string, number>();
+  const maxAnswers = options.maxStreamsPerUser ?? 8;
+  function answerStarted(conversation: ConversationRow) {
+    answering.add(conversation.id);
+    openAnswers.set(conversation.user_id, (openAnswers.get(conversation.user_id) ?? 0) + 1);
+  }
+  function answerEnded(conversation: ConversationRow) {
+    if (!answering.delete(conversation.id)) return;
+    const left = (openAnswers.get(conversation.user_id) ?? 1) - 1;
+    if (left <= 0) openAnswers.delete(conversation.user_id);
+    else openAnswers.set(conversation.user_id, left);
+  }
   const inFlight = new Set<Promise<void>>();
   app.addHook('onClose', async () => {
     await Promise.all(inFlight);
@@ -238,11 +253,19 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
         'this conversation is being answered; wait for the answer or stop it',
       );
     }
-    answering.add(conversation.id);
+    if ((openAnswers.get(user.id) ?? 0) >= maxAnswers) {
+      throw new HttpError(
+        429,
+        'too_many_streams',
+        `you already have ${maxAnswers} answers being written; wait for one to finish (PALISADE_MAX_STREAMS)`,
+        { headers: { 'retry-after': '1' } },
+      );
+    }
+    answerStarted(conversation);
     try {
       return await begin(request, reply, user, conversation, model, content);
     } catch (error) {
-      answering.delete(conversation.id);
+      answerEnded(conversation);
       throw error;
     }
   }
@@ -396,13 +419,14 @@ export const chat: FastifyPluginAsync<ChatOptions> = async (app, options) => {
       userId: user.id,
       idleTimeoutMs: options.streamIdleTimeoutMs,
       log: request.log,
+      requestId: request.id,
       onUsage: dispatcher.countTokens,
       notices: tools.notices,
       tools: toolUse,
     })
       .then(() => tools.session?.close())
       .finally(() => {
-        answering.delete(conversation.id);
+        answerEnded(conversation);
         inFlight.delete(relaying);
       });
     inFlight.add(relaying);

@@ -576,11 +576,18 @@ describe('chat API', () => {
       events.map((e) => e.type),
       ['user', 'assistant', 'delta', 'error'],
     );
-    assert.deepEqual(events.at(-1), {
-      type: 'error',
-      message: 'model crashed',
-      code: 'upstream_error',
-    });
+    const failure = events.at(-1);
+    assert.ok(failure?.type === 'error');
+    assert.ok(failure.request_id.length > 0, 'error events carry the request id');
+    assert.deepEqual(
+      { ...failure, request_id: undefined },
+      {
+        type: 'error',
+        message: 'model crashed',
+        code: 'upstream_error',
+        request_id: undefined,
+      },
+    );
     const { messages } = await read(h, 'alice', conversation.id);
     assert.equal(messages[1]?.status, 'error');
     assert.equal(messages[1]?.content, 'Half an');
@@ -749,6 +756,49 @@ describe('chat API', () => {
     // Free again once the answer is stored.
     const after = await send(h, 'alice', conversation.id, { content: 'now', model: 'mock-small' });
     assert.equal(after.at(-1)?.type, 'done');
+  });
+
+  test('a user has at most maxStreamsPerUser answers streaming at once (8 here): the next is a 429', async () => {
+    const controllers: AbortController[] = [];
+    try {
+      for (let i = 0; i < 8; i += 1) {
+        const conversation = await create(h, 'alice');
+        const controller = new AbortController();
+        controllers.push(controller);
+        const streaming = await post(
+          h,
+          `/conversations/${conversation.id}/messages`,
+          'alice',
+          { content: `long ${i}`, model: 'endless-stream' },
+          controller.signal,
+        );
+        await readEvents(streaming, (seen) => seen.some((e) => e.type === 'delta'), true);
+      }
+      const ninth = await create(h, 'alice');
+      const refused = await call(h, 'POST', `/conversations/${ninth.id}/messages`, 'alice', {
+        content: 'one more',
+        model: 'mock-small',
+      });
+      assert.equal(refused.status, 429);
+      assert.equal(refused.json<{ error: { code: string } }>().error.code, 'too_many_streams');
+      assert.deepEqual((await read(h, 'alice', ninth.id)).messages, []);
+      // Another user is not held back by alice's answers.
+      const forBob = await create(h, 'bob');
+      const answered = await send(h, 'bob', forBob.id, { content: 'hi', model: 'mock-small' });
+      assert.equal(answered.at(-1)?.type, 'done');
+    } finally {
+      for (const controller of controllers) controller.abort();
+    }
+    // Once they are stopped, alice may start answers again.
+    const again = await create(h, 'alice');
+    const answered = await until(async () => {
+      const response = await call(h, 'POST', `/conversations/${again.id}/messages`, 'alice', {
+        content: 'now',
+        model: 'mock-small',
+      });
+      return response.status === 429 ? undefined : response;
+    });
+    assert.equal(answered.status, 200);
   });
 
   test('the personal upstream key replaces the shared one, per user', async () => {
@@ -1422,11 +1472,18 @@ describe('chat with the user’s MCP tools', () => {
     const types = events.map((e) => e.type);
     assert.equal(types.filter((t) => t === 'tool_call').length, 7);
     assert.equal(types.filter((t) => t === 'tool_result').length, 7);
-    assert.deepEqual(events.at(-1), {
-      type: 'error',
-      message: 'the model was still calling tools after 8 rounds; the answer was cut off',
-      code: 'tool_rounds_exceeded',
-    });
+    const failure = events.at(-1);
+    assert.ok(failure?.type === 'error');
+    assert.ok(failure.request_id.length > 0, 'error events carry the request id');
+    assert.deepEqual(
+      { ...failure, request_id: undefined },
+      {
+        type: 'error',
+        message: 'the model was still calling tools after 8 rounds; the answer was cut off',
+        code: 'tool_rounds_exceeded',
+        request_id: undefined,
+      },
+    );
     assert.equal(bodiesOf('mock-tools-loop').length - requests, 8, 'eight model requests');
     assert.equal(mcp().calls.length - calls, 7, 'seven rounds of calls ran');
     const last = bodiesOf('mock-tools-loop').at(-1);

@@ -106,6 +106,8 @@ export interface AnswerStreamOptions {
   userId: string;
   idleTimeoutMs: number;
   log: FastifyBaseLogger;
+  /** The request's id, carried by error events as by every error answer. */
+  requestId: string;
   onUsage: (usage: Usage) => void;
   /** Sent first, as `notice` events (MCP servers left out, say). */
   notices?: readonly string[];
@@ -240,6 +242,7 @@ export async function streamAnswer(options: AnswerStreamOptions): Promise<void> 
         type: 'error',
         message: 'the conversation was deleted while it was answered',
         code: 'conversation_not_found',
+        request_id: options.requestId,
       });
     } else if (end.status === 'complete') {
       await sendEvent(out, {
@@ -248,14 +251,21 @@ export async function streamAnswer(options: AnswerStreamOptions): Promise<void> 
         conversation: toConversation(saved.conversation),
       });
     } else if (failure) {
-      await sendEvent(out, { type: 'error', message: failure.message, code: failure.code });
+      await sendEvent(out, {
+        type: 'error',
+        message: failure.message,
+        code: failure.code,
+        request_id: options.requestId,
+      });
     }
   } catch (error) {
     log.error({ err: error }, 'chat answer could not be stored');
     await sendEvent(out, {
       type: 'error',
-      message: 'the answer could not be stored; the request id is in the server log',
+      message:
+        'the answer could not be stored; the server log has the details under this request id',
       code: 'internal_error',
+      request_id: options.requestId,
     });
   }
   if (!out.destroyed) out.end();

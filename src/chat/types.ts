@@ -37,7 +37,7 @@ export type ChatStreamEvent =
   | { type: 'assistant'; message: ChatMessage }
   | { type: 'delta'; text: string }
   | { type: 'done'; message: ChatMessage; conversation: Conversation }
-  | { type: 'error'; message: string; code: string }
+  | { type: 'error'; message: string; code: string; request_id: string }
   /** The model called one of the user's MCP tools; `arguments` is its JSON text, cut to 2 KB. */
   | { type: 'tool_call'; id: string; name: string; arguments: string }
   /** The call's outcome (`content` cut to 2 KB); the model got up to 64 KB of it. */

@@ -201,7 +201,7 @@ export function registerUserCommands(program: Command): void {
           process.stdout.write(`"${user.username}" has no TOTP enrolled; nothing to reset\n`);
           return;
         }
-        resetUserTotp(ctx.store, user.id);
+        resetUserTotp(ctx.store, user.id, { endSessions: true });
         record(ctx, 'user.totp_reset', user);
         process.stdout.write(
           `reset TOTP of "${user.username}"; they sign in with the password alone and may enroll again\n`,

@@ -311,6 +311,7 @@ export async function startServer(
                 }),
                 upstreamKeyFor: (userId, upstream) => secrets.upstreamKeyFor(userId, upstream),
                 mcpServersFor: (userId) => secrets.mcpServersFor(userId),
+                maxStreamsPerUser: config.maxStreamsPerKey,
                 mcpTools: { ssrf: mcpPolicy },
                 streamIdleTimeoutMs: config.streamIdleTimeoutMs,
               }),

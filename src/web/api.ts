@@ -84,7 +84,7 @@ export type ChatStreamEvent =
   | { type: 'assistant'; message: ChatMessage }
   | { type: 'delta'; text: string }
   | { type: 'done'; message: ChatMessage; conversation: Conversation }
-  | { type: 'error'; message: string; code: string }
+  | { type: 'error'; message: string; code: string; request_id: string }
   /** The model called one of the user's MCP tools; `arguments` is its JSON text, cut to 2 KB. */
   | { type: 'tool_call'; id: string; name: string; arguments: string }
   /** The call's outcome (`content` cut to 2 KB); the model got up to 64 KB of it. */
@@ -311,7 +311,9 @@ export const api = {
     call<void>('POST', '/api/me/password', body),
   sessions: () => call<{ sessions: SessionInfo[] }>('GET', '/api/me/sessions'),
   revokeSession: (id: string) => call<void>('DELETE', `/api/me/sessions/${encodeURIComponent(id)}`),
-  totpEnroll: () => call<TotpEnrollment>('POST', '/api/auth/totp/enroll', {}),
+  /** Starts enrollment; the password again, so a session left open cannot bind a phone. */
+  totpEnroll: (body: { password: string }) =>
+    call<TotpEnrollment>('POST', '/api/auth/totp/enroll', body),
   /** Confirms enrollment with a code from the app; answers the 10 recovery codes, shown once. */
   totpConfirm: (body: { code: string }) =>
     call<{ recovery_codes: string[] }>('POST', '/api/auth/totp/confirm', body),

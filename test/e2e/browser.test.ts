@@ -181,6 +181,7 @@ describe('the web app in Chromium', { skip: missing && !process.env.CI ? missing
   test('two-factor sign-in is enrolled from Settings with a code computed here', async () => {
     const { page } = admin;
     await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('Your password').fill(ADMIN_PASSWORD);
     await page.getByRole('button', { name: /set up two-factor/i }).click();
     totpSecret = (await page.getByTestId('totp-secret').innerText()).trim();
     assert.match(totpSecret, /^[A-Z2-7]{32}$/);

@@ -227,7 +227,7 @@ describe('the admin API through real sign-in', () => {
   test('resetting a user’s TOTP lets them sign in with the password alone', async () => {
     const browser = await signIn(palisade, 'erin', ERIN_PASSWORD);
     rememberSession(browser);
-    const { secret, recoveryCodes } = await enrollTotp(browser);
+    const { secret, recoveryCodes } = await enrollTotp(browser, Date.now(), ERIN_PASSWORD);
     secrets.push(secret, ...recoveryCodes);
     assert.equal((await adminUser(erinId)).totp_enabled, true);
     const step = await new WebClient(palisade.url).post('/api/auth/login', {
@@ -361,7 +361,7 @@ describe('the admin API through real sign-in', () => {
       assert.deepEqual(await snapshot(palisade), before, 'nothing stored before enrolling');
       assert.equal((await frank.get('/api/me')).status, 200);
 
-      const enrolled = await enrollTotp(frank);
+      const enrolled = await enrollTotp(frank, Date.now(), FRANK_PASSWORD);
       secrets.push(enrolled.secret, ...enrolled.recoveryCodes);
       assert.equal((await frank.get('/api/conversations')).status, 200);
       assert.equal((await frank.post('/api/conversations', { title: 'now' })).status, 201);

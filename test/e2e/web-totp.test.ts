@@ -67,7 +67,15 @@ describe('TOTP', () => {
     await addUser(palisade, 'alice');
     const browser = await signIn(palisade, 'alice');
 
-    const enrolled = await browser.post('/api/auth/totp/enroll', {});
+    // The password again: a session left open cannot bind someone else's phone.
+    assertApiError(await browser.post('/api/auth/totp/enroll', {}), 400, 'invalid_request');
+    assertApiError(
+      await browser.post('/api/auth/totp/enroll', { password: 'not the password at all' }),
+      403,
+      'wrong_password',
+    );
+    const elsewhere = await signIn(palisade, 'alice');
+    const enrolled = await browser.post('/api/auth/totp/enroll', { password: PASSWORD });
     assert.equal(enrolled.status, 200, enrolled.text);
     const { secret, otpauth_url, qr_svg } = enrolled.body as {
       secret: string;
@@ -101,7 +109,13 @@ describe('TOTP', () => {
       ((await browser.get('/api/me')).body as { totp_enabled: boolean }).totp_enabled,
       true,
     );
-    assertApiError(await browser.post('/api/auth/totp/enroll', {}), 409, 'totp_already_enabled');
+    assertApiError(
+      await browser.post('/api/auth/totp/enroll', { password: PASSWORD }),
+      409,
+      'totp_already_enabled',
+    );
+    // Turning it on ends the other sessions, which never passed the second factor.
+    assertApiError(await elsewhere.get('/api/me'), 401, 'not_signed_in');
 
     // Stored sealed, never in clear; recovery codes only as hashes.
     const row = await userRow(palisade, 'alice');

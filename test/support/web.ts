@@ -228,8 +228,9 @@ export function setCookieOf(response: WebResponse, name: string) {
 export async function enrollTotp(
   client: WebClient,
   now = Date.now(),
+  password = PASSWORD,
 ): Promise<{ secret: string; recoveryCodes: string[] }> {
-  const enrolled = await client.post('/api/auth/totp/enroll', {});
+  const enrolled = await client.post('/api/auth/totp/enroll', { password });
   assert.equal(enrolled.status, 200, enrolled.text);
   const { secret } = enrolled.body as { secret: string };
   const confirmed = await client.post('/api/auth/totp/confirm', { code: totpCode(secret, now) });

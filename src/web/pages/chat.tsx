@@ -325,7 +325,11 @@ export function ChatPage(props: {
             break;
           case 'error':
             run.finished = true;
-            patchAnswer((m) => ({ ...m, status: 'error', error: event.message }));
+            patchAnswer((m) => ({
+              ...m,
+              status: 'error',
+              error: `${event.message} (request ${event.request_id})`,
+            }));
             break;
         }
       };

@@ -40,12 +40,15 @@ export function TotpSection(props: {
   const [password, setPassword] = useState('');
   const action = useAction();
 
-  const start = () =>
-    action.run(async () => {
-      const enrollment = await api.totpEnroll();
+  const start = (event: Event) => {
+    event.preventDefault();
+    void action.run(async () => {
+      const enrollment = await api.totpEnroll({ password });
+      setPassword('');
       setCode('');
       setPhase({ kind: 'enrolling', enrollment });
     });
+  };
 
   const confirm = (event: Event) => {
     event.preventDefault();
@@ -242,16 +245,25 @@ export function TotpSection(props: {
           <span class="badge badge-danger">Off</span> Add a second step to signing in: a code from
           an authenticator app on your phone.
         </p>
-        <div class="ui-actions">
-          <button
-            type="button"
-            class="btn btn-primary"
-            disabled={action.busy}
-            onClick={() => void start()}
-          >
-            {action.busy ? 'Starting…' : 'Set up two-factor sign-in'}
-          </button>
-        </div>
+        <form class="ui-form" onSubmit={start} noValidate>
+          <Field id="st-totp-enroll-password" label="Your password">
+            <input
+              id="st-totp-enroll-password"
+              class="input"
+              name="password"
+              type="password"
+              autocomplete="current-password"
+              required
+              value={password}
+              onInput={(event) => setPassword(event.currentTarget.value)}
+            />
+          </Field>
+          <div class="ui-actions">
+            <button type="submit" class="btn btn-primary" disabled={action.busy}>
+              {action.busy ? 'Starting…' : 'Set up two-factor sign-in'}
+            </button>
+          </div>
+        </form>
       </>
     );
   }
