@@ -218,6 +218,17 @@ export function createConversations(store: Store) {
             })
             .returningAll()
             .executeTakeFirstOrThrow();
+          await trx
+            .insertInto('chat_usage')
+            .values({
+              user_id: userId,
+              model: null,
+              messages: 1,
+              prompt_tokens: 0,
+              completion_tokens: 0,
+              created_at: now,
+            })
+            .execute();
         } else if (start.replaces !== undefined) {
           await trx
             .deleteFrom('chat_message')
@@ -263,6 +274,18 @@ export function createConversations(store: Store) {
           .where('id', '=', assistant.id)
           .returningAll()
           .executeTakeFirst();
+        // The tokens were spent whatever happens to the conversation afterwards.
+        await trx
+          .insertInto('chat_usage')
+          .values({
+            user_id: userId,
+            model: assistant.model,
+            messages: 1,
+            prompt_tokens: end.promptTokens ?? 0,
+            completion_tokens: end.completionTokens ?? 0,
+            created_at: isoNow(),
+          })
+          .execute();
         const conversation = await trx
           .updateTable('conversation')
           .set({ updated_at: isoNow() })
@@ -276,16 +299,15 @@ export function createConversations(store: Store) {
       });
     },
 
-    /** Tokens and messages summed over the user's conversations. */
+    /** Tokens and messages of all the user's chats, deleted conversations included. */
     async usage(userId: string) {
       const row = await db
-        .selectFrom('chat_message')
-        .innerJoin('conversation', 'conversation.id', 'chat_message.conversation_id')
-        .where('conversation.user_id', '=', userId)
+        .selectFrom('chat_usage')
+        .where('user_id', '=', userId)
         .select(({ fn }) => [
-          fn.sum<number | null>('chat_message.prompt_tokens').as('prompt_tokens'),
-          fn.sum<number | null>('chat_message.completion_tokens').as('completion_tokens'),
-          fn.countAll<number>().as('messages'),
+          fn.sum<number | null>('prompt_tokens').as('prompt_tokens'),
+          fn.sum<number | null>('completion_tokens').as('completion_tokens'),
+          fn.sum<number | null>('messages').as('messages'),
         ])
         .executeTakeFirst();
       return {

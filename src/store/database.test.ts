@@ -17,6 +17,7 @@ test('the store opens in WAL mode, mode 0600, with every migration applied', asy
     'api_key',
     'audit_entry',
     'chat_message',
+    'chat_usage',
     'conversation',
     'instance_setting',
     'login_challenge',

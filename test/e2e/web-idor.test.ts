@@ -55,6 +55,7 @@ const OWNED_ROWS: Record<string, string> = {
   user_setting: 'select * from user_setting where user_id = @user order by rowid',
   user_secret: 'select * from user_secret where user_id = @user order by rowid',
   conversation: 'select * from conversation where user_id = @user order by rowid',
+  chat_usage: 'select * from chat_usage where user_id = @user order by rowid',
   chat_message: `select chat_message.* from chat_message
     join conversation on conversation.id = chat_message.conversation_id
     where conversation.user_id = @user order by chat_message.rowid`,
@@ -455,6 +456,10 @@ describe('one user cannot reach another user’s data', () => {
     });
     assert.equal(stopped, 'stopped');
     assert.equal((await alice.delete(`/api/conversations/${busy}`)).status, 204);
+    // What that answer cost stays in her usage (deleting a conversation does not erase it):
+    // that is her own doing, so it joins the baseline the other tests compare with.
+    aliceRowsBefore = await rowsOf(palisade, ids.userId);
+    aliceViews = await viewsOfAlice();
   });
 
   test('lists, searches, settings, sessions and usage show only the caller’s own data', async () => {
@@ -502,7 +507,8 @@ describe('one user cannot reach another user’s data', () => {
     const hers = await alice.get(`/api/conversations?q=${encodeURIComponent(ALICE_TITLE)}`);
     assert.ok(hers.text.includes(ids.conversation));
     const usage = (await alice.get('/api/usage')).body as { messages: number };
-    assert.equal(usage.messages, 4);
+    // Two exchanges, and the stopped one of the streaming test (its conversation deleted).
+    assert.equal(usage.messages, 6);
     await assertAliceUnchanged();
   });
 

@@ -120,6 +120,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('completion_tokens', 'integer')
     .addColumn('created_at', 'text', (c) => c.notNull())
     .execute();
+  // Usage outlives conversations: deleting one must not erase what it cost.
+  await db.schema
+    .createTable('chat_usage')
+    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('user_id', 'text', (c) => c.notNull().references('user.id').onDelete('cascade'))
+    .addColumn('model', 'text')
+    .addColumn('messages', 'integer', (c) => c.notNull())
+    .addColumn('prompt_tokens', 'integer', (c) => c.notNull())
+    .addColumn('completion_tokens', 'integer', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('chat_usage_by_user').on('chat_usage').column('user_id').execute();
+
   await db.schema
     .createIndex('chat_message_by_conversation')
     .on('chat_message')

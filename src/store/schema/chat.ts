@@ -30,10 +30,23 @@ export interface ChatMessageTable {
   created_at: IsoDate;
 }
 
+/** What a user's chat cost, one row per stored message; kept when conversations are deleted. */
+export interface ChatUsageTable {
+  id: Generated<number>;
+  user_id: string;
+  model: string | null;
+  /** Messages this row counts: 1 (a user message, or an answer). */
+  messages: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  created_at: IsoDate;
+}
+
 export type ConversationRow = Selectable<ConversationTable>;
 export type ChatMessageRow = Selectable<ChatMessageTable>;
 
 export type PartialDB = {
   conversation: ConversationTable;
   chat_message: ChatMessageTable;
+  chat_usage: ChatUsageTable;
 };
