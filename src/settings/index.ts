@@ -4,6 +4,7 @@ export {
   userSecretBox,
   userSecretContext,
   checkMcpUrl,
+  maskedUrl,
   SecretError,
   MAX_MCP_SERVERS,
   MAX_UPSTREAM_KEYS,

@@ -280,7 +280,8 @@ describe('settings API', () => {
     const server = (answer.json as Settings).mcp_servers[0];
     assert.ok(server);
     assert.equal(server.name, 'Docs search');
-    assert.equal(server.url, 'https://mcp.example.com/mcp');
+    // The path may hold a credential: only the origin is shown back.
+    assert.equal(server.url, 'https://mcp.example.com/…');
     assert.equal(server.token_masked, `••••${TOKEN.slice(-4)}`);
     const [row] = rows(alice);
     assert.ok(row?.secret_enc);
@@ -289,6 +290,15 @@ describe('settings API', () => {
     assert.deepEqual(secrets.mcpServersFor(alice), [
       { id: server.id, name: 'Docs search', url: 'https://mcp.example.com/mcp', token: TOKEN },
     ]);
+
+    const keyed = await call('POST', '/api/settings/mcp-servers', {
+      user: alice,
+      body: { name: 'Hosted', url: 'https://tools.example.org/mcp/k-0123456789abcdef/sse' },
+    });
+    assert.equal(keyed.status, 201, keyed.text);
+    assert.ok(!keyed.text.includes('k-0123456789abcdef'), 'a key in the path is not shown back');
+    const hosted = (keyed.json as Settings).mcp_servers.find((s) => s.name === 'Hosted');
+    assert.equal(hosted?.url, 'https://tools.example.org/…/sse');
 
     const plain = await call('POST', '/api/settings/mcp-servers', {
       user: alice,
@@ -311,7 +321,7 @@ describe('settings API', () => {
     assert.equal(removed.status, 200);
     assert.deepEqual(
       (removed.json as Settings).mcp_servers.map((s) => s.name),
-      ['Local tools'],
+      ['Hosted', 'Local tools'],
     );
   });
 

@@ -146,7 +146,7 @@ export const settings: FastifyPluginAsync<SettingsOptions> = async (app, options
       kind: 'mcp_server',
       name: added.name,
       id: added.id,
-      url: added.url,
+      host: new URL(body.url).host,
     });
     return reply.code(201).send(answer(user));
   });

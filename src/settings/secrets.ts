@@ -103,6 +103,22 @@ function checkUpstreamName(upstream: string): void {
  * own field), and not an address the SSRF guard refuses outright. The host is resolved and
  * checked again on every connection, through the guard.
  */
+/**
+ * A URL as shown back: its origin, and of its path only how it ends. Hosted MCP endpoints often
+ * carry their credential in the path (`/mcp/<key>/sse`), so the path is a secret of sorts.
+ */
+export function maskedUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return '';
+  }
+  const path = parsed.pathname;
+  if (path.length <= 1) return parsed.origin + path;
+  return `${parsed.origin}/…${path.length > 8 ? path.slice(-4) : ''}`;
+}
+
 export function checkMcpUrl(url: string, policy: SsrfPolicy = { strict: true }): URL {
   if (url.length > MAX_URL_LENGTH) {
     throw new SecretError('invalid_url', `the URL is longer than ${MAX_URL_LENGTH} characters`);
@@ -213,7 +229,7 @@ export function createUserSecrets({ store, masterKey, mcpPolicy }: UserSecretsOp
   const describeServer = (row: UserSecretRow): McpServerInfo => ({
     id: row.id,
     name: row.name,
-    url: row.url ?? '',
+    url: maskedUrl(row.url ?? ''),
     token_masked: row.secret_enc === null ? null : masked(row.hint),
     created_at: row.created_at,
   });
