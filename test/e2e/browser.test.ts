@@ -29,7 +29,6 @@ const ANSWER_PARTS = [
   `Raw HTML stays inert: ${XSS}\n\n`,
   '[docs](https://example.com/docs)',
 ];
-const ANSWER_TEXT = ANSWER_PARTS.join('');
 
 function chunk(content: string, finish: string | null = null) {
   return {

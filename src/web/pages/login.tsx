@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type Me } from '../api.js';
 import { CenteredCard, ErrorText, useTitle } from '../components/common.js';
-import { errorMessage } from '../components/errors.js';
+import { TextField, useSubmit } from '../components/form.js';
 
 /** Username and password, then (when the account has it) the two-factor code. */
 export function LoginPage(props: { onSignedIn: (me: Me) => void }) {
@@ -17,58 +17,46 @@ export function LoginPage(props: { onSignedIn: (me: Me) => void }) {
 function PasswordStep(props: { onSignedIn: (me: Me) => void; onTotp: () => void }) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useSubmit();
 
   async function submit(event: Event) {
     event.preventDefault();
     if (busy) return;
-    setBusy(true);
-    setError(null);
-    try {
+    await run(async () => {
       const result = await api.login({ username: username.trim(), password });
       if ('user' in result) {
         props.onSignedIn(result.user);
       } else {
         props.onTotp();
       }
-    } catch (failure) {
-      setError(errorMessage(failure));
-      setBusy(false);
-    }
+    });
   }
 
   return (
     <CenteredCard title="Sign in to Palisade">
       <form class="stack" onSubmit={submit}>
-        <div class="field">
-          <label for="login-username">Username</label>
-          <input
-            id="login-username"
-            class="input"
-            name="username"
-            autocomplete="username"
-            autocapitalize="none"
-            spellcheck={false}
-            required
-            autofocus
-            value={username}
-            onInput={(e) => setUsername(e.currentTarget.value)}
-          />
-        </div>
-        <div class="field">
-          <label for="login-password">Password</label>
-          <input
-            id="login-password"
-            class="input"
-            type="password"
-            name="password"
-            autocomplete="current-password"
-            required
-            value={password}
-            onInput={(e) => setPassword(e.currentTarget.value)}
-          />
-        </div>
+        <TextField
+          id="login-username"
+          label="Username"
+          name="username"
+          autocomplete="username"
+          autocapitalize="none"
+          spellcheck={false}
+          required
+          autofocus
+          value={username}
+          onValue={setUsername}
+        />
+        <TextField
+          id="login-password"
+          label="Password"
+          type="password"
+          name="password"
+          autocomplete="current-password"
+          required
+          value={password}
+          onValue={setPassword}
+        />
         <ErrorText message={error} />
         <button type="submit" class="btn btn-primary btn-block" disabled={busy} aria-busy={busy}>
           Sign in
@@ -81,8 +69,7 @@ function PasswordStep(props: { onSignedIn: (me: Me) => void; onTotp: () => void 
 function TotpStep(props: { onSignedIn: (me: Me) => void; onRestart: () => void }) {
   const [recovery, setRecovery] = useState(false);
   const [code, setCode] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, setError, run } = useSubmit();
   const input = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
@@ -94,16 +81,11 @@ function TotpStep(props: { onSignedIn: (me: Me) => void; onRestart: () => void }
     if (busy) return;
     const value = recovery ? code.trim() : code.replace(/\s+/g, '');
     if (value === '') return;
-    setBusy(true);
-    setError(null);
-    try {
+    const done = await run(async () => {
       const { user } = await api.loginTotp({ code: value });
       props.onSignedIn(user);
-    } catch (failure) {
-      setError(errorMessage(failure));
-      setBusy(false);
-      input.current?.select();
-    }
+    });
+    if (!done) input.current?.select();
   }
 
   function switchMode(event: Event) {

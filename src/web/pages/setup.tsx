@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { api, type Me } from '../api.js';
 import { CenteredCard, ErrorText, useTitle } from '../components/common.js';
-import { errorMessage } from '../components/errors.js';
+import { TextField, useSubmit } from '../components/form.js';
 
 /** Creates the first admin; the server signs them in. */
 export function SetupPage(props: { tokenRequired: boolean; onSignedIn: (me: Me) => void }) {
@@ -10,8 +10,7 @@ export function SetupPage(props: { tokenRequired: boolean; onSignedIn: (me: Me) 
   const [password, setPassword] = useState('');
   const [repeat, setRepeat] = useState('');
   const [token, setToken] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, setError, run } = useSubmit();
 
   async function submit(event: Event) {
     event.preventDefault();
@@ -20,19 +19,14 @@ export function SetupPage(props: { tokenRequired: boolean; onSignedIn: (me: Me) 
       setError('The passwords do not match.');
       return;
     }
-    setBusy(true);
-    setError(null);
-    try {
+    await run(async () => {
       const { user } = await api.setup({
         username: username.trim(),
         password,
         ...(props.tokenRequired ? { setup_token: token.trim() } : {}),
       });
       props.onSignedIn(user);
-    } catch (failure) {
-      setError(errorMessage(failure));
-      setBusy(false);
-    }
+    });
   }
 
   return (
@@ -42,64 +36,54 @@ export function SetupPage(props: { tokenRequired: boolean; onSignedIn: (me: Me) 
         log.
       </p>
       <form class="stack" onSubmit={submit} aria-describedby={error ? 'setup-error' : undefined}>
-        <div class="field">
-          <label for="setup-username">Username</label>
-          <input
-            id="setup-username"
-            class="input"
-            name="username"
-            autocomplete="username"
+        <TextField
+          id="setup-username"
+          label="Username"
+          name="username"
+          autocomplete="username"
+          autocapitalize="none"
+          spellcheck={false}
+          required
+          value={username}
+          onValue={setUsername}
+        />
+        <TextField
+          id="setup-password"
+          label="Password"
+          type="password"
+          name="password"
+          autocomplete="new-password"
+          required
+          value={password}
+          onValue={setPassword}
+        />
+        <TextField
+          id="setup-repeat"
+          label="Repeat password"
+          type="password"
+          name="repeat"
+          autocomplete="new-password"
+          required
+          value={repeat}
+          onValue={setRepeat}
+        />
+        {props.tokenRequired && (
+          <TextField
+            id="setup-token"
+            label="Setup token"
+            class="input input--mono"
+            name="setup_token"
+            autocomplete="off"
             autocapitalize="none"
             spellcheck={false}
             required
-            value={username}
-            onInput={(e) => setUsername(e.currentTarget.value)}
-          />
-        </div>
-        <div class="field">
-          <label for="setup-password">Password</label>
-          <input
-            id="setup-password"
-            class="input"
-            type="password"
-            name="password"
-            autocomplete="new-password"
-            required
-            value={password}
-            onInput={(e) => setPassword(e.currentTarget.value)}
-          />
-        </div>
-        <div class="field">
-          <label for="setup-repeat">Repeat password</label>
-          <input
-            id="setup-repeat"
-            class="input"
-            type="password"
-            name="repeat"
-            autocomplete="new-password"
-            required
-            value={repeat}
-            onInput={(e) => setRepeat(e.currentTarget.value)}
-          />
-        </div>
-        {props.tokenRequired && (
-          <div class="field">
-            <label for="setup-token">Setup token</label>
-            <input
-              id="setup-token"
-              class="input input--mono"
-              name="setup_token"
-              autocomplete="off"
-              autocapitalize="none"
-              spellcheck={false}
-              required
-              value={token}
-              onInput={(e) => setToken(e.currentTarget.value)}
-            />
+            value={token}
+            onValue={setToken}
+          >
             <p class="hint">
               Printed by the server when it started (or set in PALISADE_SETUP_TOKEN).
             </p>
-          </div>
+          </TextField>
         )}
         <ErrorText message={error} id="setup-error" />
         <button type="submit" class="btn btn-primary btn-block" disabled={busy} aria-busy={busy}>

@@ -4,10 +4,11 @@ import { api, type AuditEntry } from '../../api.js';
 import {
   errorMessage,
   Feedback,
-  Field,
   Loading,
   ScrollTable,
   Section,
+  TableHead,
+  TextField,
   Time,
 } from '../settings/ui.js';
 
@@ -109,37 +110,27 @@ export function AuditPanel(): JSX.Element {
         role="search"
         aria-label="Filter the audit log"
       >
-        <Field id="adm-audit-action" label="Action">
-          <input
-            id="adm-audit-action"
-            class="input"
-            name="action"
-            type="text"
-            autocomplete="off"
-            spellcheck={false}
-            placeholder="auth.login"
-            value={draft.action}
-            onInput={(event) => {
-              const action = event.currentTarget.value;
-              setDraft((current) => ({ ...current, action }));
-            }}
-          />
-        </Field>
-        <Field id="adm-audit-actor" label="Actor">
-          <input
-            id="adm-audit-actor"
-            class="input"
-            name="actor"
-            type="text"
-            autocomplete="off"
-            spellcheck={false}
-            value={draft.actor}
-            onInput={(event) => {
-              const actor = event.currentTarget.value;
-              setDraft((current) => ({ ...current, actor }));
-            }}
-          />
-        </Field>
+        <TextField
+          id="adm-audit-action"
+          label="Action"
+          name="action"
+          type="text"
+          autocomplete="off"
+          spellcheck={false}
+          placeholder="auth.login"
+          value={draft.action}
+          onValue={(action) => setDraft((current) => ({ ...current, action }))}
+        />
+        <TextField
+          id="adm-audit-actor"
+          label="Actor"
+          name="actor"
+          type="text"
+          autocomplete="off"
+          spellcheck={false}
+          value={draft.actor}
+          onValue={(actor) => setDraft((current) => ({ ...current, actor }))}
+        />
         <div class="ui-actions">
           <button type="submit" class="btn btn-primary" disabled={loading}>
             Filter
@@ -157,16 +148,7 @@ export function AuditPanel(): JSX.Element {
         <p class="muted">{filtered ? 'No entries match these filters.' : 'No entries yet.'}</p>
       ) : (
         <ScrollTable label="Audit log">
-          <thead>
-            <tr>
-              <th scope="col">Time</th>
-              <th scope="col">Action</th>
-              <th scope="col">Actor</th>
-              <th scope="col">Target</th>
-              <th scope="col">IP address</th>
-              <th scope="col">Details</th>
-            </tr>
-          </thead>
+          <TableHead columns={['Time', 'Action', 'Actor', 'Target', 'IP address', 'Details']} />
           <tbody>
             {page.entries.map((entry) => (
               <tr key={entry.seq} data-testid="audit-row">

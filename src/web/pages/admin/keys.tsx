@@ -6,12 +6,16 @@ import {
   CopyButton,
   Feedback,
   Field,
-  Loading,
+  LoadedView,
   ScrollTable,
   Section,
+  SubmitRow,
+  TableHead,
+  TextField,
   Time,
   useAction,
   useLoad,
+  useRowAction,
 } from '../settings/ui.js';
 
 const DURATION = /^\d+(?:\.\d+)?(?:ms|s|m|h|d)$/;
@@ -78,19 +82,17 @@ function CreateKeyForm(props: { onCreated: (key: string, info: ApiKeyInfo) => vo
 
   return (
     <form class="ui-form" onSubmit={submit} noValidate>
-      <Field id="adm-key-name" label="Name">
-        <input
-          id="adm-key-name"
-          class="input"
-          name="name"
-          type="text"
-          autocomplete="off"
-          spellcheck={false}
-          required
-          value={name}
-          onInput={(event) => setName(event.currentTarget.value)}
-        />
-      </Field>
+      <TextField
+        id="adm-key-name"
+        label="Name"
+        name="name"
+        type="text"
+        autocomplete="off"
+        spellcheck={false}
+        required
+        value={name}
+        onValue={setName}
+      />
       <Field id="adm-key-scope" label="Scope">
         <select
           id="adm-key-scope"
@@ -105,56 +107,45 @@ function CreateKeyForm(props: { onCreated: (key: string, info: ApiKeyInfo) => vo
           <option value="admin">Admin</option>
         </select>
       </Field>
-      <Field
+      <TextField
         id="adm-key-models"
         label="Models (comma separated)"
         hint="Leave empty to allow every model. Patterns such as llama-* work too."
-      >
-        <input
-          id="adm-key-models"
-          class="input"
-          name="models"
-          type="text"
-          autocomplete="off"
-          spellcheck={false}
-          aria-describedby="adm-key-models-hint"
-          value={models}
-          onInput={(event) => setModels(event.currentTarget.value)}
-        />
-      </Field>
-      <Field id="adm-key-expires" label="Expires after" hint="Like 30d, 12h or 15m; empty: never.">
-        <input
-          id="adm-key-expires"
-          class="input"
-          name="expires"
-          type="text"
-          autocomplete="off"
-          spellcheck={false}
-          placeholder="30d"
-          aria-describedby="adm-key-expires-hint"
-          value={expires}
-          onInput={(event) => setExpires(event.currentTarget.value)}
-        />
-      </Field>
-      <Field id="adm-key-rpm" label="Requests per minute" hint="Empty: no limit of its own.">
-        <input
-          id="adm-key-rpm"
-          class="input"
-          name="rpm"
-          type="number"
-          inputMode="numeric"
-          min={1}
-          step={1}
-          aria-describedby="adm-key-rpm-hint"
-          value={rpm}
-          onInput={(event) => setRpm(event.currentTarget.value)}
-        />
-      </Field>
-      <div class="ui-actions">
-        <button type="submit" class="btn btn-primary" disabled={action.busy}>
-          {action.busy ? 'Creating…' : 'Create key'}
-        </button>
-      </div>
+        name="models"
+        type="text"
+        autocomplete="off"
+        spellcheck={false}
+        aria-describedby="adm-key-models-hint"
+        value={models}
+        onValue={setModels}
+      />
+      <TextField
+        id="adm-key-expires"
+        label="Expires after"
+        hint="Like 30d, 12h or 15m; empty: never."
+        name="expires"
+        type="text"
+        autocomplete="off"
+        spellcheck={false}
+        placeholder="30d"
+        aria-describedby="adm-key-expires-hint"
+        value={expires}
+        onValue={setExpires}
+      />
+      <TextField
+        id="adm-key-rpm"
+        label="Requests per minute"
+        hint="Empty: no limit of its own."
+        name="rpm"
+        type="number"
+        inputMode="numeric"
+        min={1}
+        step={1}
+        aria-describedby="adm-key-rpm-hint"
+        value={rpm}
+        onValue={setRpm}
+      />
+      <SubmitRow label="Create key" busyLabel="Creating…" busy={action.busy} />
       <Feedback error={action.error} notice={action.notice} />
     </form>
   );
@@ -182,96 +173,91 @@ function NewKey(props: { name: string; secret: string; onDone: () => void }): JS
 
 export function KeysPanel(): JSX.Element {
   const keys = useLoad(() => api.adminKeys().then((answer) => answer.keys));
-  const action = useAction();
-  const [pending, setPending] = useState<string | null>(null);
+  const action = useRowAction();
   const [created, setCreated] = useState<{ name: string; secret: string } | null>(null);
 
   const revoke = (key: ApiKeyInfo) => {
-    setPending(key.id);
-    void action
-      .run(async () => {
+    void action.runFor(
+      key.id,
+      async () => {
         await api.adminRevokeKey(key.id);
         const revokedAt = new Date().toISOString();
         keys.setData((list) =>
           list?.map((item) => (item.id === key.id ? { ...item, revoked_at: revokedAt } : item)),
         );
         keys.reload();
-      }, `Key ${key.name} revoked.`)
-      .then(() => setPending(null));
+      },
+      `Key ${key.name} revoked.`,
+    );
   };
 
-  let table: JSX.Element;
-  if (keys.data === undefined) {
-    table = keys.error ? <Feedback error={keys.error} /> : <Loading what="API keys" />;
-  } else if (keys.data.length === 0) {
-    table = <p class="muted">No API keys yet.</p>;
-  } else {
-    table = (
-      <ScrollTable label="API keys">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Owner</th>
-            <th scope="col">Scope</th>
-            <th scope="col">Key</th>
-            <th scope="col">Models</th>
-            <th scope="col">RPM</th>
-            <th scope="col">Expires</th>
-            <th scope="col">Last used</th>
-            <th scope="col">Status</th>
-            <th scope="col">
-              <span class="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {keys.data.map((key) => {
-            const status = keyStatus(key);
-            return (
-              <tr key={key.id} data-testid="api-key-row">
-                <th scope="row">{key.name}</th>
-                <td>{key.owner ?? <span class="muted">—</span>}</td>
-                <td>{key.scope === 'admin' ? <span class="badge">admin</span> : 'inference'}</td>
-                <td>
-                  <code>{hintText(key.hint)}</code>
-                </td>
-                <td class="ui-wrap">
-                  {key.models && key.models.length > 0 ? (
-                    key.models.join(', ')
-                  ) : (
-                    <span class="muted">All</span>
-                  )}
-                </td>
-                <td>{key.rpm ?? <span class="muted">—</span>}</td>
-                <td>
-                  <Time value={key.expires_at} empty="Never" />
-                </td>
-                <td>
-                  <Time value={key.last_used_at} empty="Never" />
-                </td>
-                <td>
-                  <span class={status.bad ? 'badge badge-danger' : 'badge badge-ok'}>
-                    {status.label}
-                  </span>
-                </td>
-                <td>
-                  {key.revoked_at ? null : (
-                    <ConfirmButton
-                      label={pending === key.id && action.busy ? 'Revoking…' : 'Revoke'}
-                      question={`Revoke ${key.name}? Clients using it stop working.`}
-                      confirmLabel="Yes, revoke"
-                      disabled={action.busy}
-                      onConfirm={() => revoke(key)}
-                    />
-                  )}
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </ScrollTable>
-    );
-  }
+  const table = (
+    <LoadedView loaded={keys} what="API keys" empty="No API keys yet.">
+      {(list) => (
+        <ScrollTable label="API keys">
+          <TableHead
+            columns={[
+              'Name',
+              'Owner',
+              'Scope',
+              'Key',
+              'Models',
+              'RPM',
+              'Expires',
+              'Last used',
+              'Status',
+            ]}
+            actions
+          />
+          <tbody>
+            {list.map((key) => {
+              const status = keyStatus(key);
+              return (
+                <tr key={key.id} data-testid="api-key-row">
+                  <th scope="row">{key.name}</th>
+                  <td>{key.owner ?? <span class="muted">—</span>}</td>
+                  <td>{key.scope === 'admin' ? <span class="badge">admin</span> : 'inference'}</td>
+                  <td>
+                    <code>{hintText(key.hint)}</code>
+                  </td>
+                  <td class="ui-wrap">
+                    {key.models && key.models.length > 0 ? (
+                      key.models.join(', ')
+                    ) : (
+                      <span class="muted">All</span>
+                    )}
+                  </td>
+                  <td>{key.rpm ?? <span class="muted">—</span>}</td>
+                  <td>
+                    <Time value={key.expires_at} empty="Never" />
+                  </td>
+                  <td>
+                    <Time value={key.last_used_at} empty="Never" />
+                  </td>
+                  <td>
+                    <span class={status.bad ? 'badge badge-danger' : 'badge badge-ok'}>
+                      {status.label}
+                    </span>
+                  </td>
+                  <td>
+                    {key.revoked_at ? null : (
+                      <ConfirmButton
+                        label={action.pending === key.id && action.busy ? 'Revoking…' : 'Revoke'}
+                        question={`Revoke ${key.name}? Clients using it stop working.`}
+                        confirmLabel="Yes, revoke"
+                        disabled={action.busy}
+                        onConfirm={() => revoke(key)}
+                      />
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </ScrollTable>
+      )}
+    </LoadedView>
+  );
 
   return (
     <>
@@ -280,7 +266,6 @@ export function KeysPanel(): JSX.Element {
           <NewKey name={created.name} secret={created.secret} onDone={() => setCreated(null)} />
         ) : null}
         {table}
-        {keys.data !== undefined && keys.error ? <Feedback error={keys.error} /> : null}
         <Feedback error={action.error} notice={action.notice} />
       </Section>
       <Section id="adm-keys-create" title="New API key">

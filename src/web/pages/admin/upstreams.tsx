@@ -4,13 +4,17 @@ import { api, type UpstreamInfo } from '../../api.js';
 import {
   ConfirmButton,
   Feedback,
-  Field,
-  Loading,
+  LoadedView,
+  RefreshButton,
   ScrollTable,
   Section,
+  SubmitRow,
+  TableHead,
+  TextField,
   Time,
   useAction,
   useLoad,
+  useRowAction,
 } from '../settings/ui.js';
 
 const SOURCES: Record<UpstreamInfo['source'], string> = {
@@ -65,40 +69,32 @@ function AddUpstreamForm(props: { onAdded: (upstream: UpstreamInfo) => void }): 
 
   return (
     <form class="ui-form" onSubmit={submit} noValidate>
-      <Field id="adm-upstream-name" label="Name">
-        <input
-          id="adm-upstream-name"
-          class="input"
-          name="name"
-          type="text"
-          autocomplete="off"
-          spellcheck={false}
-          placeholder="ollama"
-          required
-          value={name}
-          onInput={(event) => setName(event.currentTarget.value)}
-        />
-      </Field>
-      <Field id="adm-upstream-url" label="URL">
-        <input
-          id="adm-upstream-url"
-          class="input"
-          name="url"
-          type="url"
-          inputMode="url"
-          autocomplete="off"
-          spellcheck={false}
-          placeholder="http://127.0.0.1:11434"
-          required
-          value={url}
-          onInput={(event) => setUrl(event.currentTarget.value)}
-        />
-      </Field>
-      <div class="ui-actions">
-        <button type="submit" class="btn btn-primary" disabled={action.busy}>
-          {action.busy ? 'Adding…' : 'Add upstream'}
-        </button>
-      </div>
+      <TextField
+        id="adm-upstream-name"
+        label="Name"
+        name="name"
+        type="text"
+        autocomplete="off"
+        spellcheck={false}
+        placeholder="ollama"
+        required
+        value={name}
+        onValue={setName}
+      />
+      <TextField
+        id="adm-upstream-url"
+        label="URL"
+        name="url"
+        type="url"
+        inputMode="url"
+        autocomplete="off"
+        spellcheck={false}
+        placeholder="http://127.0.0.1:11434"
+        required
+        value={url}
+        onValue={setUrl}
+      />
+      <SubmitRow label="Add upstream" busyLabel="Adding…" busy={action.busy} />
       <Feedback error={action.error} notice={action.notice} />
     </form>
   );
@@ -106,81 +102,75 @@ function AddUpstreamForm(props: { onAdded: (upstream: UpstreamInfo) => void }): 
 
 export function UpstreamsPanel(): JSX.Element {
   const upstreams = useLoad(() => api.adminUpstreams().then((answer) => answer.upstreams));
-  const action = useAction();
-  const [pending, setPending] = useState<string | null>(null);
+  const action = useRowAction();
 
   const remove = (upstream: UpstreamInfo) => {
-    setPending(upstream.name);
-    void action
-      .run(async () => {
+    void action.runFor(
+      upstream.name,
+      async () => {
         await api.adminRemoveUpstream(upstream.name);
         upstreams.setData((list) => list?.filter((item) => item.name !== upstream.name));
-      }, `Removed ${upstream.name}.`)
-      .then(() => setPending(null));
+      },
+      `Removed ${upstream.name}.`,
+    );
   };
 
-  let table: JSX.Element;
-  if (upstreams.data === undefined) {
-    table = upstreams.error ? <Feedback error={upstreams.error} /> : <Loading what="upstreams" />;
-  } else if (upstreams.data.length === 0) {
-    table = <p class="muted">No upstreams. Add one below or start Palisade with --upstream.</p>;
-  } else {
-    table = (
-      <ScrollTable label="Upstreams">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">URL</th>
-            <th scope="col">Source</th>
-            <th scope="col">Health</th>
-            <th scope="col">Last error</th>
-            <th scope="col">Models</th>
-            <th scope="col">
-              <span class="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {upstreams.data.map((upstream) => (
-            <tr key={upstream.name} data-testid="upstream-row">
-              <th scope="row">{upstream.name}</th>
-              <td class="ui-wrap">{upstream.url}</td>
-              <td>{SOURCES[upstream.source] ?? upstream.source}</td>
-              <td>
-                <Health upstream={upstream} />
-                {upstream.checked_at ? (
-                  <small class="hint adm-checked">
-                    <Time value={upstream.checked_at} />
-                  </small>
-                ) : null}
-              </td>
-              <td class="ui-wrap">
-                {upstream.last_error ? (
-                  <span class="adm-error-text">{upstream.last_error}</span>
-                ) : (
-                  <span class="muted">—</span>
-                )}
-              </td>
-              <td>
-                <Models models={upstream.models} />
-              </td>
-              <td>
-                {upstream.source === 'store' ? (
-                  <ConfirmButton
-                    label={pending === upstream.name && action.busy ? 'Removing…' : 'Remove'}
-                    question={`Remove ${upstream.name}?`}
-                    confirmLabel="Yes, remove"
-                    disabled={action.busy}
-                    onConfirm={() => remove(upstream)}
-                  />
-                ) : null}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </ScrollTable>
-    );
-  }
+  const table = (
+    <LoadedView
+      loaded={upstreams}
+      what="upstreams"
+      empty="No upstreams. Add one below or start Palisade with --upstream."
+    >
+      {(list) => (
+        <ScrollTable label="Upstreams">
+          <TableHead
+            columns={['Name', 'URL', 'Source', 'Health', 'Last error', 'Models']}
+            actions
+          />
+          <tbody>
+            {list.map((upstream) => (
+              <tr key={upstream.name} data-testid="upstream-row">
+                <th scope="row">{upstream.name}</th>
+                <td class="ui-wrap">{upstream.url}</td>
+                <td>{SOURCES[upstream.source] ?? upstream.source}</td>
+                <td>
+                  <Health upstream={upstream} />
+                  {upstream.checked_at ? (
+                    <small class="hint adm-checked">
+                      <Time value={upstream.checked_at} />
+                    </small>
+                  ) : null}
+                </td>
+                <td class="ui-wrap">
+                  {upstream.last_error ? (
+                    <span class="adm-error-text">{upstream.last_error}</span>
+                  ) : (
+                    <span class="muted">—</span>
+                  )}
+                </td>
+                <td>
+                  <Models models={upstream.models} />
+                </td>
+                <td>
+                  {upstream.source === 'store' ? (
+                    <ConfirmButton
+                      label={
+                        action.pending === upstream.name && action.busy ? 'Removing…' : 'Remove'
+                      }
+                      question={`Remove ${upstream.name}?`}
+                      confirmLabel="Yes, remove"
+                      disabled={action.busy}
+                      onConfirm={() => remove(upstream)}
+                    />
+                  ) : null}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </ScrollTable>
+      )}
+    </LoadedView>
+  );
 
   return (
     <>
@@ -189,23 +179,8 @@ export function UpstreamsPanel(): JSX.Element {
         title="Upstreams"
         intro="The LLM servers behind Palisade and whether they answer."
       >
-        <div class="ui-actions">
-          <button
-            type="button"
-            class="btn"
-            disabled={upstreams.loading}
-            onClick={() => {
-              action.clear();
-              upstreams.reload();
-            }}
-          >
-            {upstreams.loading && upstreams.data !== undefined ? 'Refreshing…' : 'Refresh'}
-          </button>
-        </div>
+        <RefreshButton loaded={upstreams} action={action} />
         {table}
-        {upstreams.data !== undefined && upstreams.error ? (
-          <Feedback error={upstreams.error} />
-        ) : null}
         <Feedback error={action.error} notice={action.notice} />
       </Section>
       <Section id="adm-upstreams-add" title="Add an upstream">

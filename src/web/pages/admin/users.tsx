@@ -5,12 +5,18 @@ import {
   ConfirmButton,
   Feedback,
   Field,
+  LoadedView,
   Loading,
+  RefreshButton,
   ScrollTable,
   Section,
+  SubmitRow,
+  TableHead,
+  TextField,
   Time,
   useAction,
   useLoad,
+  useRowAction,
 } from '../settings/ui.js';
 
 /** The instance-wide "Require two-factor sign-in for everyone" switch. */
@@ -88,32 +94,28 @@ function CreateUserForm(props: { onCreated: (user: AdminUser) => void }): JSX.El
 
   return (
     <form class="ui-form" onSubmit={submit} noValidate>
-      <Field id="adm-user-name" label="Username">
-        <input
-          id="adm-user-name"
-          class="input"
-          name="username"
-          type="text"
-          autocomplete="off"
-          autocapitalize="none"
-          spellcheck={false}
-          required
-          value={username}
-          onInput={(event) => setUsername(event.currentTarget.value)}
-        />
-      </Field>
-      <Field id="adm-user-password" label="Password">
-        <input
-          id="adm-user-password"
-          class="input"
-          name="password"
-          type="password"
-          autocomplete="new-password"
-          required
-          value={password}
-          onInput={(event) => setPassword(event.currentTarget.value)}
-        />
-      </Field>
+      <TextField
+        id="adm-user-name"
+        label="Username"
+        name="username"
+        type="text"
+        autocomplete="off"
+        autocapitalize="none"
+        spellcheck={false}
+        required
+        value={username}
+        onValue={setUsername}
+      />
+      <TextField
+        id="adm-user-password"
+        label="Password"
+        name="password"
+        type="password"
+        autocomplete="new-password"
+        required
+        value={password}
+        onValue={setPassword}
+      />
       <Field id="adm-user-role" label="Role">
         <select
           id="adm-user-role"
@@ -126,11 +128,7 @@ function CreateUserForm(props: { onCreated: (user: AdminUser) => void }): JSX.El
           <option value="admin">Admin</option>
         </select>
       </Field>
-      <div class="ui-actions">
-        <button type="submit" class="btn btn-primary" disabled={action.busy}>
-          {action.busy ? 'Creating…' : 'Create user'}
-        </button>
-      </div>
+      <SubmitRow label="Create user" busyLabel="Creating…" busy={action.busy} />
       <Feedback error={action.error} notice={action.notice} />
     </form>
   );
@@ -138,8 +136,7 @@ function CreateUserForm(props: { onCreated: (user: AdminUser) => void }): JSX.El
 
 export function UsersPanel(props: { me: Me }): JSX.Element {
   const users = useLoad(() => api.adminUsers().then((answer) => answer.users));
-  const action = useAction();
-  const [pending, setPending] = useState<string | null>(null);
+  const action = useRowAction();
 
   const replace = (user: AdminUser) =>
     users.setData((list) => list?.map((item) => (item.id === user.id ? user : item)));
@@ -149,161 +146,136 @@ export function UsersPanel(props: { me: Me }): JSX.Element {
     work: () => Promise<AdminUser>,
     success: (updated: AdminUser) => string,
   ) => {
-    setPending(user.id);
     let message = '';
-    void action
-      .run(
-        async () => {
-          const updated = await work();
-          replace(updated);
-          message = success(updated);
-        },
-        () => message,
-      )
-      .then(() => setPending(null));
+    void action.runFor(
+      user.id,
+      async () => {
+        const updated = await work();
+        replace(updated);
+        message = success(updated);
+      },
+      () => message,
+    );
   };
 
-  let table: JSX.Element;
-  if (users.data === undefined) {
-    table = users.error ? <Feedback error={users.error} /> : <Loading what="users" />;
-  } else {
-    table = (
-      <ScrollTable label="Users">
-        <thead>
-          <tr>
-            <th scope="col">Username</th>
-            <th scope="col">Role</th>
-            <th scope="col">2FA</th>
-            <th scope="col">Status</th>
-            <th scope="col">Created</th>
-            <th scope="col">Last sign-in</th>
-            <th scope="col">
-              <span class="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {users.data.map((user) => {
-            const self = user.id === props.me.id;
-            const busy = action.busy && pending === user.id;
-            return (
-              <tr key={user.id} data-testid="user-row">
-                <th scope="row">
-                  {user.username} {self ? <span class="badge">You</span> : null}
-                </th>
-                <td>
-                  <label class="sr-only" for={`adm-role-${user.id}`}>
-                    {`Role of ${user.username}`}
-                  </label>
-                  <select
-                    id={`adm-role-${user.id}`}
-                    class="input input--sm adm-inline-select"
-                    value={user.role}
-                    disabled={self || action.busy}
-                    title={self ? 'You cannot change your own role.' : undefined}
-                    onChange={(event) => {
-                      const role: Role = event.currentTarget.value === 'admin' ? 'admin' : 'user';
-                      if (role === user.role) return;
-                      update(
-                        user,
-                        () => api.adminUpdateUser(user.id, { role }),
-                        (updated) =>
-                          `${updated.username} is now ${updated.role === 'admin' ? 'an admin' : 'a user'}.`,
-                      );
-                    }}
-                  >
-                    <option value="user">User</option>
-                    <option value="admin">Admin</option>
-                  </select>
-                </td>
-                <td>
-                  {user.totp_enabled ? (
-                    <span class="badge badge-ok">On</span>
-                  ) : (
-                    <span class="badge">Off</span>
-                  )}
-                </td>
-                <td>
-                  {user.disabled ? (
-                    <span class="badge badge-danger">Disabled</span>
-                  ) : (
-                    <span class="badge">Active</span>
-                  )}
-                </td>
-                <td>
-                  <Time value={user.created_at} />
-                </td>
-                <td>
-                  <Time value={user.last_login_at} empty="Never" />
-                </td>
-                <td>
-                  <div class="ui-actions">
-                    {self ? null : (
-                      <button
-                        type="button"
-                        class={user.disabled ? 'btn btn-sm' : 'btn btn-sm btn-danger'}
-                        disabled={action.busy}
-                        aria-label={`${user.disabled ? 'Enable' : 'Disable'} ${user.username}`}
-                        onClick={() =>
-                          update(
-                            user,
-                            () => api.adminUpdateUser(user.id, { disabled: !user.disabled }),
-                            (updated) =>
-                              updated.disabled
-                                ? `${updated.username} is disabled and signed out.`
-                                : `${updated.username} is enabled.`,
-                          )
-                        }
-                      >
-                        {busy ? 'Saving…' : user.disabled ? 'Enable' : 'Disable'}
-                      </button>
-                    )}
+  const table = (
+    <LoadedView loaded={users} what="users">
+      {(list) => (
+        <ScrollTable label="Users">
+          <TableHead
+            columns={['Username', 'Role', '2FA', 'Status', 'Created', 'Last sign-in']}
+            actions
+          />
+          <tbody>
+            {list.map((user) => {
+              const self = user.id === props.me.id;
+              const busy = action.busy && action.pending === user.id;
+              return (
+                <tr key={user.id} data-testid="user-row">
+                  <th scope="row">
+                    {user.username} {self ? <span class="badge">You</span> : null}
+                  </th>
+                  <td>
+                    <label class="sr-only" for={`adm-role-${user.id}`}>
+                      {`Role of ${user.username}`}
+                    </label>
+                    <select
+                      id={`adm-role-${user.id}`}
+                      class="input input--sm adm-inline-select"
+                      value={user.role}
+                      disabled={self || action.busy}
+                      title={self ? 'You cannot change your own role.' : undefined}
+                      onChange={(event) => {
+                        const role: Role = event.currentTarget.value === 'admin' ? 'admin' : 'user';
+                        if (role === user.role) return;
+                        update(
+                          user,
+                          () => api.adminUpdateUser(user.id, { role }),
+                          (updated) =>
+                            `${updated.username} is now ${updated.role === 'admin' ? 'an admin' : 'a user'}.`,
+                        );
+                      }}
+                    >
+                      <option value="user">User</option>
+                      <option value="admin">Admin</option>
+                    </select>
+                  </td>
+                  <td>
                     {user.totp_enabled ? (
-                      <ConfirmButton
-                        label="Reset 2FA"
-                        question={`Reset two-factor sign-in for ${user.username}?`}
-                        confirmLabel="Yes, reset 2FA"
-                        disabled={action.busy}
-                        onConfirm={() =>
-                          update(
-                            user,
-                            () => api.adminResetTotp(user.id),
-                            (updated) =>
-                              `Two-factor sign-in of ${updated.username} was reset; they can set it up again.`,
-                          )
-                        }
-                      />
-                    ) : null}
-                  </div>
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </ScrollTable>
-    );
-  }
+                      <span class="badge badge-ok">On</span>
+                    ) : (
+                      <span class="badge">Off</span>
+                    )}
+                  </td>
+                  <td>
+                    {user.disabled ? (
+                      <span class="badge badge-danger">Disabled</span>
+                    ) : (
+                      <span class="badge">Active</span>
+                    )}
+                  </td>
+                  <td>
+                    <Time value={user.created_at} />
+                  </td>
+                  <td>
+                    <Time value={user.last_login_at} empty="Never" />
+                  </td>
+                  <td>
+                    <div class="ui-actions">
+                      {self ? null : (
+                        <button
+                          type="button"
+                          class={user.disabled ? 'btn btn-sm' : 'btn btn-sm btn-danger'}
+                          disabled={action.busy}
+                          aria-label={`${user.disabled ? 'Enable' : 'Disable'} ${user.username}`}
+                          onClick={() =>
+                            update(
+                              user,
+                              () => api.adminUpdateUser(user.id, { disabled: !user.disabled }),
+                              (updated) =>
+                                updated.disabled
+                                  ? `${updated.username} is disabled and signed out.`
+                                  : `${updated.username} is enabled.`,
+                            )
+                          }
+                        >
+                          {busy ? 'Saving…' : user.disabled ? 'Enable' : 'Disable'}
+                        </button>
+                      )}
+                      {user.totp_enabled ? (
+                        <ConfirmButton
+                          label="Reset 2FA"
+                          question={`Reset two-factor sign-in for ${user.username}?`}
+                          confirmLabel="Yes, reset 2FA"
+                          disabled={action.busy}
+                          onConfirm={() =>
+                            update(
+                              user,
+                              () => api.adminResetTotp(user.id),
+                              (updated) =>
+                                `Two-factor sign-in of ${updated.username} was reset; they can set it up again.`,
+                            )
+                          }
+                        />
+                      ) : null}
+                    </div>
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </ScrollTable>
+      )}
+    </LoadedView>
+  );
 
   return (
     <>
       <Section id="adm-users" title="Users">
         <RequireTotpSwitch />
         {table}
-        {users.data !== undefined && users.error ? <Feedback error={users.error} /> : null}
         <Feedback error={action.error} notice={action.notice} />
-        <div class="ui-actions">
-          <button
-            type="button"
-            class="btn"
-            disabled={users.loading}
-            onClick={() => {
-              action.clear();
-              users.reload();
-            }}
-          >
-            {users.loading && users.data !== undefined ? 'Refreshing…' : 'Refresh'}
-          </button>
-        </div>
+        <RefreshButton loaded={users} action={action} />
       </Section>
       <Section id="adm-users-create" title="New user">
         <CreateUserForm

@@ -1,7 +1,7 @@
 import type { JSX } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, type ModelInfo, type Settings } from '../../api.js';
-import { Feedback, Field, Section, useAction } from './ui.js';
+import { Feedback, Field, Section, SubmitRow, useAction } from './ui.js';
 
 /** The model new conversations start with. */
 export function DefaultModelSection(props: {
@@ -55,11 +55,12 @@ export function DefaultModelSection(props: {
             ))}
           </select>
         </Field>
-        <div class="ui-actions">
-          <button type="submit" class="btn btn-primary" disabled={action.busy || choice === saved}>
-            {action.busy ? 'Saving…' : 'Save'}
-          </button>
-        </div>
+        <SubmitRow
+          label="Save"
+          busyLabel="Saving…"
+          busy={action.busy}
+          disabled={action.busy || choice === saved}
+        />
       </form>
       {props.models === undefined && props.modelsError === null ? (
         <p class="muted">Loading models…</p>

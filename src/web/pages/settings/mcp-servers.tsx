@@ -1,7 +1,16 @@
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, type McpServerInfo, type Settings } from '../../api.js';
-import { Feedback, Field, ScrollTable, Section, Time, useAction } from './ui.js';
+import {
+  Feedback,
+  ScrollTable,
+  Section,
+  SubmitRow,
+  TableHead,
+  TextField,
+  Time,
+  useRowAction,
+} from './ui.js';
 
 function isHttpUrl(text: string): boolean {
   try {
@@ -20,8 +29,7 @@ export function McpServersSection(props: {
   const [name, setName] = useState('');
   const [url, setUrl] = useState('');
   const [token, setToken] = useState('');
-  const action = useAction();
-  const [removing, setRemoving] = useState<string | null>(null);
+  const action = useRowAction();
   const servers = props.settings.mcp_servers;
 
   const submit = (event: Event) => {
@@ -51,12 +59,13 @@ export function McpServersSection(props: {
   };
 
   const remove = (server: McpServerInfo) => {
-    setRemoving(server.id);
-    void action
-      .run(async () => {
+    void action.runFor(
+      server.id,
+      async () => {
         props.onSettings(await api.removeMcpServer(server.id));
-      }, `Removed ${server.name}.`)
-      .then(() => setRemoving(null));
+      },
+      `Removed ${server.name}.`,
+    );
   };
 
   return (
@@ -69,17 +78,7 @@ export function McpServersSection(props: {
         <p class="muted">No MCP servers.</p>
       ) : (
         <ScrollTable label="Remote MCP servers">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">URL</th>
-              <th scope="col">Token</th>
-              <th scope="col">Added</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Name', 'URL', 'Token', 'Added']} actions />
           <tbody>
             {servers.map((server) => (
               <tr key={server.id}>
@@ -103,7 +102,7 @@ export function McpServersSection(props: {
                     aria-label={`Remove ${server.name}`}
                     onClick={() => remove(server)}
                   >
-                    {removing === server.id ? 'Removing…' : 'Remove'}
+                    {action.pending === server.id ? 'Removing…' : 'Remove'}
                   </button>
                 </td>
               </tr>
@@ -113,50 +112,45 @@ export function McpServersSection(props: {
       )}
       <form class="ui-form" onSubmit={submit} noValidate>
         <h3>Add a server</h3>
-        <Field id="st-mcp-name" label="Name">
-          <input
-            id="st-mcp-name"
-            class="input"
-            name="name"
-            type="text"
-            autocomplete="off"
-            required
-            value={name}
-            onInput={(event) => setName(event.currentTarget.value)}
-          />
-        </Field>
-        <Field id="st-mcp-url" label="URL">
-          <input
-            id="st-mcp-url"
-            class="input"
-            name="url"
-            type="url"
-            inputMode="url"
-            autocomplete="off"
-            spellcheck={false}
-            placeholder="https://tools.example/mcp"
-            required
-            value={url}
-            onInput={(event) => setUrl(event.currentTarget.value)}
-          />
-        </Field>
-        <Field id="st-mcp-token" label="Token (optional)">
-          <input
-            id="st-mcp-token"
-            class="input"
-            name="token"
-            type="password"
-            autocomplete="off"
-            spellcheck={false}
-            value={token}
-            onInput={(event) => setToken(event.currentTarget.value)}
-          />
-        </Field>
-        <div class="ui-actions">
-          <button type="submit" class="btn btn-primary" disabled={action.busy}>
-            {action.busy && removing === null ? 'Adding…' : 'Add server'}
-          </button>
-        </div>
+        <TextField
+          id="st-mcp-name"
+          label="Name"
+          name="name"
+          type="text"
+          autocomplete="off"
+          required
+          value={name}
+          onValue={setName}
+        />
+        <TextField
+          id="st-mcp-url"
+          label="URL"
+          name="url"
+          type="url"
+          inputMode="url"
+          autocomplete="off"
+          spellcheck={false}
+          placeholder="https://tools.example/mcp"
+          required
+          value={url}
+          onValue={setUrl}
+        />
+        <TextField
+          id="st-mcp-token"
+          label="Token (optional)"
+          name="token"
+          type="password"
+          autocomplete="off"
+          spellcheck={false}
+          value={token}
+          onValue={setToken}
+        />
+        <SubmitRow
+          label="Add server"
+          busyLabel="Adding…"
+          busy={action.busy && action.pending === null}
+          disabled={action.busy}
+        />
       </form>
       <Feedback error={action.error} notice={action.notice} />
     </Section>

@@ -1,7 +1,7 @@
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { api } from '../../api.js';
-import { Feedback, Field, Section, useAction } from './ui.js';
+import { Feedback, Section, SubmitRow, TextField, useAction } from './ui.js';
 
 /** Changing the password; the server signs out every other session. */
 export function PasswordSection(props: { onChanged: () => void }): JSX.Element {
@@ -39,48 +39,38 @@ export function PasswordSection(props: { onChanged: () => void }): JSX.Element {
   return (
     <Section id="st-password" title="Password">
       <form class="ui-form" onSubmit={submit} noValidate>
-        <Field id="st-password-current" label="Current password">
-          <input
-            id="st-password-current"
-            class="input"
-            name="current_password"
-            type="password"
-            autocomplete="current-password"
-            required
-            value={current}
-            onInput={(event) => setCurrent(event.currentTarget.value)}
-          />
-        </Field>
-        <Field id="st-password-new" label="New password">
-          <input
-            id="st-password-new"
-            class="input"
-            name="new_password"
-            type="password"
-            autocomplete="new-password"
-            required
-            value={next}
-            onInput={(event) => setNext(event.currentTarget.value)}
-          />
-        </Field>
-        <Field id="st-password-repeat" label="Repeat the new password">
-          <input
-            id="st-password-repeat"
-            class="input"
-            name="repeat_password"
-            type="password"
-            autocomplete="new-password"
-            required
-            aria-invalid={repeat !== '' && repeat !== next ? 'true' : undefined}
-            value={repeat}
-            onInput={(event) => setRepeat(event.currentTarget.value)}
-          />
-        </Field>
-        <div class="ui-actions">
-          <button type="submit" class="btn btn-primary" disabled={action.busy}>
-            {action.busy ? 'Changing…' : 'Change password'}
-          </button>
-        </div>
+        <TextField
+          id="st-password-current"
+          label="Current password"
+          name="current_password"
+          type="password"
+          autocomplete="current-password"
+          required
+          value={current}
+          onValue={setCurrent}
+        />
+        <TextField
+          id="st-password-new"
+          label="New password"
+          name="new_password"
+          type="password"
+          autocomplete="new-password"
+          required
+          value={next}
+          onValue={setNext}
+        />
+        <TextField
+          id="st-password-repeat"
+          label="Repeat the new password"
+          name="repeat_password"
+          type="password"
+          autocomplete="new-password"
+          required
+          aria-invalid={repeat !== '' && repeat !== next ? 'true' : undefined}
+          value={repeat}
+          onValue={setRepeat}
+        />
+        <SubmitRow label="Change password" busyLabel="Changing…" busy={action.busy} />
       </form>
       <Feedback error={action.error} notice={action.notice} />
     </Section>

@@ -1,7 +1,16 @@
 import type { JSX } from 'preact';
-import { useState } from 'preact/hooks';
 import { api, type SessionInfo } from '../../api.js';
-import { Feedback, Loading, ScrollTable, Section, Time, useAction, useLoad } from './ui.js';
+import {
+  Feedback,
+  LoadedView,
+  RefreshButton,
+  ScrollTable,
+  Section,
+  TableHead,
+  Time,
+  useLoad,
+  useRowAction,
+} from './ui.js';
 
 const BROWSERS: [RegExp, string][] = [
   [/\bEdg(?:e|A|iOS)?\//, 'Edge'],
@@ -52,43 +61,26 @@ export function SessionsSection(props: { reloadKey: number }): JSX.Element {
     () => api.sessions().then((answer) => answer.sessions),
     [props.reloadKey],
   );
-  const action = useAction();
-  const [pending, setPending] = useState<string | null>(null);
+  const action = useRowAction();
 
   const revoke = (session: SessionInfo) => {
-    setPending(session.id);
-    void action
-      .run(
-        async () => {
-          await api.revokeSession(session.id);
-          sessions.setData((list) => list?.filter((item) => item.id !== session.id));
-        },
-        `Signed out ${describeAgent(session.user_agent)} (${session.ip || 'unknown address'}).`,
-      )
-      .then(() => setPending(null));
+    void action.runFor(
+      session.id,
+      async () => {
+        await api.revokeSession(session.id);
+        sessions.setData((list) => list?.filter((item) => item.id !== session.id));
+      },
+      `Signed out ${describeAgent(session.user_agent)} (${session.ip || 'unknown address'}).`,
+    );
   };
 
-  let body: JSX.Element;
-  if (sessions.data === undefined) {
-    body = sessions.error ? <Feedback error={sessions.error} /> : <Loading what="sessions" />;
-  } else {
-    const list = [...sessions.data].sort(byRecency);
-    body = (
-      <>
+  const body = (
+    <LoadedView loaded={sessions} what="sessions">
+      {(data) => (
         <ScrollTable label="Sessions">
-          <thead>
-            <tr>
-              <th scope="col">Device</th>
-              <th scope="col">IP address</th>
-              <th scope="col">Last seen</th>
-              <th scope="col">Signed in</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Device', 'IP address', 'Last seen', 'Signed in']} actions />
           <tbody>
-            {list.map((session) => (
+            {[...data].sort(byRecency).map((session) => (
               <tr key={session.id} data-testid="session-row">
                 <td title={session.user_agent}>
                   {describeAgent(session.user_agent)}{' '}
@@ -109,7 +101,7 @@ export function SessionsSection(props: { reloadKey: number }): JSX.Element {
                       disabled={action.busy}
                       onClick={() => revoke(session)}
                     >
-                      {pending === session.id ? 'Signing out…' : 'Sign out'}
+                      {action.pending === session.id ? 'Signing out…' : 'Sign out'}
                     </button>
                   )}
                 </td>
@@ -117,10 +109,9 @@ export function SessionsSection(props: { reloadKey: number }): JSX.Element {
             ))}
           </tbody>
         </ScrollTable>
-        {sessions.error ? <Feedback error={sessions.error} /> : null}
-      </>
-    );
-  }
+      )}
+    </LoadedView>
+  );
 
   return (
     <Section
@@ -129,19 +120,7 @@ export function SessionsSection(props: { reloadKey: number }): JSX.Element {
       intro="Where your account is signed in. Sign out any device you do not recognise."
     >
       {body}
-      <div class="ui-actions">
-        <button
-          type="button"
-          class="btn"
-          disabled={sessions.loading}
-          onClick={() => {
-            action.clear();
-            sessions.reload();
-          }}
-        >
-          {sessions.loading && sessions.data !== undefined ? 'Refreshing…' : 'Refresh'}
-        </button>
-      </div>
+      <RefreshButton loaded={sessions} action={action} />
       <Feedback error={action.error} notice={action.notice} />
     </Section>
   );

@@ -1,7 +1,16 @@
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, type Me, type TotpEnrollment } from '../../api.js';
-import { base64Utf8, CopyButton, downloadText, Feedback, Field, Section, useAction } from './ui.js';
+import {
+  base64Utf8,
+  CopyButton,
+  downloadText,
+  Feedback,
+  Section,
+  SubmitRow,
+  TextField,
+  useAction,
+} from './ui.js';
 
 type Phase =
   | { kind: 'idle' }
@@ -150,24 +159,20 @@ export function TotpSection(props: {
           <CopyButton text={enrollment.secret} label="Copy key" />
         </p>
         <form class="ui-form" onSubmit={confirm} noValidate>
-          <Field id="st-totp-code" label="Code from your app">
-            <input
-              id="st-totp-code"
-              class="input input--code"
-              name="code"
-              type="text"
-              inputMode="numeric"
-              autocomplete="one-time-code"
-              maxLength={10}
-              required
-              value={code}
-              onInput={(event) => setCode(event.currentTarget.value)}
-            />
-          </Field>
-          <div class="ui-actions">
-            <button type="submit" class="btn btn-primary" disabled={action.busy}>
-              {action.busy ? 'Confirming…' : 'Confirm'}
-            </button>
+          <TextField
+            id="st-totp-code"
+            label="Code from your app"
+            class="input input--code"
+            name="code"
+            type="text"
+            inputMode="numeric"
+            autocomplete="one-time-code"
+            maxLength={10}
+            required
+            value={code}
+            onValue={setCode}
+          />
+          <SubmitRow label="Confirm" busyLabel="Confirming…" busy={action.busy}>
             <button
               type="button"
               class="btn"
@@ -179,7 +184,7 @@ export function TotpSection(props: {
             >
               Cancel
             </button>
-          </div>
+          </SubmitRow>
         </form>
       </>
     );
@@ -192,22 +197,22 @@ export function TotpSection(props: {
         </p>
         {phase.kind === 'disabling' ? (
           <form class="ui-form" onSubmit={disable} noValidate>
-            <Field id="st-totp-password" label="Your password">
-              <input
-                id="st-totp-password"
-                class="input"
-                name="password"
-                type="password"
-                autocomplete="current-password"
-                required
-                value={password}
-                onInput={(event) => setPassword(event.currentTarget.value)}
-              />
-            </Field>
-            <div class="ui-actions">
-              <button type="submit" class="btn btn-danger" disabled={action.busy}>
-                {action.busy ? 'Turning off…' : 'Turn off two-factor sign-in'}
-              </button>
+            <TextField
+              id="st-totp-password"
+              label="Your password"
+              name="password"
+              type="password"
+              autocomplete="current-password"
+              required
+              value={password}
+              onValue={setPassword}
+            />
+            <SubmitRow
+              label="Turn off two-factor sign-in"
+              busyLabel="Turning off…"
+              busy={action.busy}
+              danger
+            >
               <button
                 type="button"
                 class="btn"
@@ -220,7 +225,7 @@ export function TotpSection(props: {
               >
                 Cancel
               </button>
-            </div>
+            </SubmitRow>
           </form>
         ) : (
           <div class="ui-actions">
@@ -246,23 +251,17 @@ export function TotpSection(props: {
           an authenticator app on your phone.
         </p>
         <form class="ui-form" onSubmit={start} noValidate>
-          <Field id="st-totp-enroll-password" label="Your password">
-            <input
-              id="st-totp-enroll-password"
-              class="input"
-              name="password"
-              type="password"
-              autocomplete="current-password"
-              required
-              value={password}
-              onInput={(event) => setPassword(event.currentTarget.value)}
-            />
-          </Field>
-          <div class="ui-actions">
-            <button type="submit" class="btn btn-primary" disabled={action.busy}>
-              {action.busy ? 'Starting…' : 'Set up two-factor sign-in'}
-            </button>
-          </div>
+          <TextField
+            id="st-totp-enroll-password"
+            label="Your password"
+            name="password"
+            type="password"
+            autocomplete="current-password"
+            required
+            value={password}
+            onValue={setPassword}
+          />
+          <SubmitRow label="Set up two-factor sign-in" busyLabel="Starting…" busy={action.busy} />
         </form>
       </>
     );

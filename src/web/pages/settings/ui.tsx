@@ -1,4 +1,5 @@
 export { downloadText } from '../../components/download.js';
+export { Field, TextField } from '../../components/form.js';
 /**
  * Small building blocks shared by the Settings and Admin pages: loading and action state,
  * error and success messages, labelled fields, dates, scrolling tables, two-step confirmations,
@@ -69,6 +70,34 @@ export function useAction(): Action {
     },
     fail: (message) => setState({ busy: false, error: message, notice: null }),
     clear: () => setState({ busy: false, error: null, notice: null }),
+  };
+}
+
+export interface RowAction extends Action {
+  /** The row whose action is running, or null. */
+  pending: string | null;
+  /** `run`, remembering `row` as `pending` until the work is over. */
+  runFor: (
+    row: string,
+    work: () => Promise<void>,
+    success?: string | (() => string | null),
+  ) => Promise<boolean>;
+}
+
+/** An action for the rows of a table: like `useAction`, and it knows which row is busy. */
+export function useRowAction(): RowAction {
+  const action = useAction();
+  const [pending, setPending] = useState<string | null>(null);
+  return {
+    ...action,
+    pending,
+    runFor: (row, work, success) => {
+      setPending(row);
+      return action.run(work, success).then((done) => {
+        setPending(null);
+        return done;
+      });
+    },
   };
 }
 
@@ -163,26 +192,6 @@ export function Section(props: {
   );
 }
 
-/** A label and its control; the control must carry `id={props.id}`. */
-export function Field(props: {
-  id: string;
-  label: string;
-  hint?: string;
-  children: ComponentChildren;
-}): JSX.Element {
-  return (
-    <div class="field">
-      <label for={props.id}>{props.label}</label>
-      {props.children}
-      {props.hint ? (
-        <small class="hint" id={`${props.id}-hint`}>
-          {props.hint}
-        </small>
-      ) : null}
-    </div>
-  );
-}
-
 const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const DATE_TIME_SECONDS = new Intl.DateTimeFormat(undefined, {
   dateStyle: 'medium',
@@ -202,6 +211,97 @@ export function Time(props: {
     <time dateTime={props.value} title={date.toISOString()}>
       {(props.seconds ? DATE_TIME_SECONDS : DATE_TIME).format(date)}
     </time>
+  );
+}
+
+/**
+ * Loaded data, or its state: "Loading …", the error, or `empty` for an empty list. An error of a
+ * later reload is shown below the data.
+ */
+export function LoadedView<T extends readonly unknown[]>(props: {
+  loaded: Pick<Loaded<T>, 'data' | 'error'>;
+  what: string;
+  empty?: string;
+  children: (data: T) => ComponentChildren;
+}): JSX.Element {
+  const { data, error } = props.loaded;
+  if (data === undefined) return error ? <Feedback error={error} /> : <Loading what={props.what} />;
+  return (
+    <>
+      {data.length === 0 && props.empty !== undefined ? (
+        <p class="muted">{props.empty}</p>
+      ) : (
+        props.children(data)
+      )}
+      {error ? <Feedback error={error} /> : null}
+    </>
+  );
+}
+
+/** A Refresh button ("Refreshing…" while it reloads) that also clears the action's messages. */
+export function RefreshButton(props: {
+  loaded: Pick<Loaded<unknown>, 'data' | 'loading' | 'reload'>;
+  action: Pick<Action, 'clear'>;
+}): JSX.Element {
+  const { loaded, action } = props;
+  return (
+    <div class="ui-actions">
+      <button
+        type="button"
+        class="btn"
+        disabled={loaded.loading}
+        onClick={() => {
+          action.clear();
+          loaded.reload();
+        }}
+      >
+        {loaded.loading && loaded.data !== undefined ? 'Refreshing…' : 'Refresh'}
+      </button>
+    </div>
+  );
+}
+
+/** A form's submit button, labelled `busyLabel` while `busy`, and any further buttons after it. */
+export function SubmitRow(props: {
+  label: string;
+  busyLabel: string;
+  busy: boolean;
+  /** Defaults to `busy`. */
+  disabled?: boolean;
+  danger?: boolean;
+  children?: ComponentChildren;
+}): JSX.Element {
+  return (
+    <div class="ui-actions">
+      <button
+        type="submit"
+        class={props.danger ? 'btn btn-danger' : 'btn btn-primary'}
+        disabled={props.disabled ?? props.busy}
+      >
+        {props.busy ? props.busyLabel : props.label}
+      </button>
+      {props.children}
+    </div>
+  );
+}
+
+/** The column headings of a table; `actions` adds a last column headed "Actions" for screen readers. */
+export function TableHead(props: { columns: readonly string[]; actions?: boolean }): JSX.Element {
+  return (
+    <thead>
+      <tr>
+        {props.columns.map((column) => (
+          <th key={column} scope="col">
+            {column}
+          </th>
+        ))}
+        {props.actions ? (
+          <th scope="col">
+            <span class="sr-only">Actions</span>
+          </th>
+        ) : null}
+      </tr>
+    </thead>
   );
 }
 

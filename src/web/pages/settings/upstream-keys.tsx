@@ -1,7 +1,17 @@
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, type ModelInfo, type Settings } from '../../api.js';
-import { Feedback, Field, ScrollTable, Section, Time, useAction } from './ui.js';
+import {
+  Feedback,
+  Field,
+  ScrollTable,
+  Section,
+  SubmitRow,
+  TableHead,
+  TextField,
+  Time,
+  useRowAction,
+} from './ui.js';
 
 /** Personal API keys for upstreams, used instead of the upstream's shared key. */
 export function UpstreamKeysSection(props: {
@@ -14,8 +24,7 @@ export function UpstreamKeysSection(props: {
   const [choice, setChoice] = useState<string | null>(null);
   const [typed, setTyped] = useState('');
   const [key, setKey] = useState('');
-  const action = useAction();
-  const [removing, setRemoving] = useState<string | null>(null);
+  const action = useRowAction();
 
   const selected = choice ?? upstreams[0] ?? '';
   const name = (selected === '' ? typed : selected).trim();
@@ -39,12 +48,13 @@ export function UpstreamKeysSection(props: {
   };
 
   const remove = (upstream: string) => {
-    setRemoving(upstream);
-    void action
-      .run(async () => {
+    void action.runFor(
+      upstream,
+      async () => {
         props.onSettings(await api.removeUpstreamKey(upstream));
-      }, `Key removed for ${upstream}.`)
-      .then(() => setRemoving(null));
+      },
+      `Key removed for ${upstream}.`,
+    );
   };
 
   return (
@@ -57,16 +67,7 @@ export function UpstreamKeysSection(props: {
         <p class="muted">No personal keys.</p>
       ) : (
         <ScrollTable label="Personal upstream keys">
-          <thead>
-            <tr>
-              <th scope="col">Upstream</th>
-              <th scope="col">Key</th>
-              <th scope="col">Added</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Upstream', 'Key', 'Added']} actions />
           <tbody>
             {keys.map((item) => (
               <tr key={item.upstream}>
@@ -85,7 +86,7 @@ export function UpstreamKeysSection(props: {
                     aria-label={`Remove the key for ${item.upstream}`}
                     onClick={() => remove(item.upstream)}
                   >
-                    {removing === item.upstream ? 'Removing…' : 'Remove'}
+                    {action.pending === item.upstream ? 'Removing…' : 'Remove'}
                   </button>
                 </td>
               </tr>
@@ -114,21 +115,19 @@ export function UpstreamKeysSection(props: {
           </Field>
         ) : null}
         {selected === '' ? (
-          <Field id="st-upstream-key-name" label="Upstream name">
-            <input
-              id="st-upstream-key-name"
-              class="input"
-              name="upstream_name"
-              type="text"
-              autocomplete="off"
-              spellcheck={false}
-              required
-              value={typed}
-              onInput={(event) => setTyped(event.currentTarget.value)}
-            />
-          </Field>
+          <TextField
+            id="st-upstream-key-name"
+            label="Upstream name"
+            name="upstream_name"
+            type="text"
+            autocomplete="off"
+            spellcheck={false}
+            required
+            value={typed}
+            onValue={setTyped}
+          />
         ) : null}
-        <Field
+        <TextField
           id="st-upstream-key-key"
           label="API key"
           hint={
@@ -136,24 +135,20 @@ export function UpstreamKeysSection(props: {
               ? `Replaces your current key for ${name}.`
               : undefined
           }
-        >
-          <input
-            id="st-upstream-key-key"
-            class="input"
-            name="key"
-            type="password"
-            autocomplete="off"
-            spellcheck={false}
-            required
-            value={key}
-            onInput={(event) => setKey(event.currentTarget.value)}
-          />
-        </Field>
-        <div class="ui-actions">
-          <button type="submit" class="btn btn-primary" disabled={action.busy}>
-            {action.busy && removing === null ? 'Saving…' : 'Save key'}
-          </button>
-        </div>
+          name="key"
+          type="password"
+          autocomplete="off"
+          spellcheck={false}
+          required
+          value={key}
+          onValue={setKey}
+        />
+        <SubmitRow
+          label="Save key"
+          busyLabel="Saving…"
+          busy={action.busy && action.pending === null}
+          disabled={action.busy}
+        />
       </form>
       <Feedback error={action.error} notice={action.notice} />
     </Section>
