@@ -9,6 +9,8 @@ import {
   upstreamApiKey,
   upstreamKeyBox,
 } from '../gateway/index.js';
+import { isTotpRequired, keyFiles } from '../admin/index.js';
+import { listUsers } from '../auth/index.js';
 import { readMeshEndpoint } from '../mesh/index.js';
 import { printRows, withContext, type GlobalOptions } from './context.js';
 
@@ -100,6 +102,27 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
       ok: integrity === 'ok',
       detail: `quick_check: ${String(integrity)}`,
     });
+
+    const users = listUsers(ctx.store);
+    const admins = users.filter((u) => u.role === 'admin' && u.disabled_at === null).length;
+    const withTotp = users.filter((u) => u.totp_enabled_at !== null).length;
+    checks.push({
+      check: 'accounts',
+      ok: true,
+      detail:
+        users.length === 0
+          ? 'no web accounts yet: palisade users create NAME --admin, or the setup page'
+          : `${users.length} (${admins} active admin${admins === 1 ? '' : 's'}, ${withTotp} with two-factor sign-in${isTotpRequired(ctx.store) ? ', required for all' : ''})`,
+    });
+    const files = keyFiles(home);
+    const leftover = [files.staged, files.previous].filter((path) => existsSync(path));
+    if (leftover.length > 0) {
+      checks.push({
+        check: 'secret rotation',
+        ok: false,
+        detail: `an interrupted palisade secret rotate left ${leftover.join(', ')}: run palisade secret rotate again (or palisade serve) to finish it`,
+      });
+    }
 
     const box = upstreamKeyBox(ctx.masterKey);
     const upstreams = [
