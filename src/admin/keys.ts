@@ -3,6 +3,7 @@ import { z } from 'zod';
 import {
   createApiKey,
   KEY_NAME_PATTERN,
+  keyAuditDetails,
   listApiKeys,
   requireAdmin,
   type ApiKey,
@@ -92,14 +93,7 @@ export const keyRoutes: FastifyPluginAsync<AdminOptions> = async (app, options) 
     recordChange(options.audit, request, admin, {
       action: 'key.created',
       target: apiKey.id,
-      details: {
-        name: apiKey.name,
-        owner: apiKey.owner,
-        scope: apiKey.scope,
-        models: apiKey.models ?? [],
-        expires_at: apiKey.expiresAt?.toISOString() ?? null,
-        rpm: apiKey.rpm,
-      },
+      details: keyAuditDetails(apiKey),
     });
     return reply.code(201).send({ key, api_key: describeKey(apiKey) });
   });

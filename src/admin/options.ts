@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { AuditEvent, AuditLog } from '../audit/index.js';
+import { recordRequest, type AuditEvent, type AuditLog } from '../audit/index.js';
 import type { KeyRing, SessionUser } from '../auth/index.js';
 import type { ScryptParams } from '../crypto/index.js';
 import type { Lookup, UpstreamRegistry } from '../gateway/index.js';
@@ -33,10 +33,5 @@ export function recordChange(
   admin: SessionUser,
   event: Omit<AuditEvent, 'actor' | 'ip' | 'requestId'>,
 ): void {
-  audit.record({
-    ...event,
-    actor: `user:${admin.username}`,
-    ip: request.ip,
-    requestId: request.id,
-  });
+  recordRequest(audit, request, { ...event, actor: `user:${admin.username}` });
 }

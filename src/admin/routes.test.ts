@@ -4,20 +4,21 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import Fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
+import {
+  startApiHarness,
+  testUserById,
+  type ApiAnswer,
+  type ApiHarness,
+  type CallOptions,
+} from '../../test/support/api-harness.js';
 import { createAuditLog, listAuditEntries } from '../audit/index.js';
 import { createKeyRing, createUser, findUser, type KeyRing } from '../auth/index.js';
 import { createUpstreamRegistry, type UpstreamRegistry } from '../gateway/index.js';
-import { createErrorHandler } from '../server/errors.js';
 import { openStore, type Store, type UserRole } from '../store/index.js';
 import { admin, isTotpRequired } from './index.js';
 
-interface Answer {
-  status: number;
-  text: string;
-  json: unknown;
-}
+type Answer = ApiAnswer;
 
 interface AdminUser {
   id: string;
@@ -34,8 +35,7 @@ let home: string;
 let store: Store;
 let keys: KeyRing;
 let registry: UpstreamRegistry;
-let app: FastifyInstance;
-let base: string;
+let harness: ApiHarness;
 let root: string;
 let carol: string;
 
@@ -59,26 +59,10 @@ before(async () => {
   carol = (await createUser(store, { username: 'carol', password: PASSWORD, role: 'user' }, SCRYPT))
     .id;
 
-  app = Fastify();
-  await app.register(
-    async (api) => {
-      api.decorateRequest('user', null);
-      api.decorateRequest('sessionId', null);
-      api.setErrorHandler(createErrorHandler(64 * 1024));
-      // Test-only stand-in for the session hook: the user is named by id in a header;
-      // `x-test-role` stands for a session resolved before a concurrent change of role.
-      api.addHook('onRequest', async (request) => {
-        const id = request.headers['x-test-user'];
-        const row = typeof id === 'string' ? findUser(store, id) : undefined;
-        if (!row) return;
-        const role = request.headers['x-test-role'];
-        request.user = {
-          id: row.id,
-          username: row.username,
-          role: role === 'admin' || role === 'user' ? role : row.role,
-        };
-      });
-      await api.register(admin, {
+  harness = await startApiHarness({
+    user: testUserById(store),
+    routes: (api) =>
+      api.register(admin, {
         prefix: '/admin',
         store,
         audit,
@@ -86,40 +70,19 @@ before(async () => {
         registry,
         masterKey,
         scrypt: SCRYPT,
-      });
-    },
-    { prefix: '/api' },
-  );
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  assert.ok(address && typeof address === 'object');
-  base = `http://127.0.0.1:${address.port}`;
+      }),
+  });
 });
 
 after(async () => {
-  await app.close();
+  await harness.close();
   await registry.close();
   keys.close();
   await store.close();
 });
 
-async function call(
-  method: string,
-  path: string,
-  options: { user?: string; role?: UserRole; body?: unknown; raw?: string } = {},
-): Promise<Answer> {
-  const headers: Record<string, string> = {};
-  if (options.user) headers['x-test-user'] = options.user;
-  if (options.role) headers['x-test-role'] = options.role;
-  let body: string | undefined;
-  if (options.raw !== undefined || options.body !== undefined) {
-    headers['content-type'] = 'application/json';
-    body = options.raw ?? JSON.stringify(options.body);
-  }
-  const response = await fetch(base + path, { method, headers, body });
-  const text = await response.text();
-  return { status: response.status, text, json: text === '' ? undefined : JSON.parse(text) };
-}
+const call = (method: string, path: string, options?: CallOptions) =>
+  harness.call(method, path, options);
 
 const errorCode = (answer: Answer) => (answer.json as { error: { code: string } }).error.code;
 

@@ -8,3 +8,4 @@ export {
   type AuditValue,
   type AuditVerifyResult,
 } from './audit-log.js';
+export { recordRequest, type AuditRequest } from './record-request.js';

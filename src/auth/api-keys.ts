@@ -114,6 +114,23 @@ export async function listApiKeys(store: Store): Promise<ApiKey[]> {
   return rows.map(toApiKey);
 }
 
+/**
+ * What the audit log keeps of a newly created key: its settings, never the key or its hint.
+ *
+ * @example
+ * audit.record({ action: 'key.created', actor: 'cli', target: apiKey.id, details: keyAuditDetails(apiKey) });
+ */
+export function keyAuditDetails(key: ApiKey) {
+  return {
+    name: key.name,
+    owner: key.owner,
+    scope: key.scope,
+    models: key.models ?? [],
+    expires_at: key.expiresAt?.toISOString() ?? null,
+    rpm: key.rpm,
+  };
+}
+
 /** Revokes by id or name. Returns the key, or undefined when there is no such key. */
 export async function revokeApiKey(store: Store, idOrName: string): Promise<ApiKey | undefined> {
   const row = await store.db

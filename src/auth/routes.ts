@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { AuditLog } from '../audit/index.js';
+import { recordRequest, type AuditLog } from '../audit/index.js';
 import {
   burnPasswordCheck,
   constantTimeEqual,
@@ -114,14 +114,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     details: Record<string, string | number | boolean> = {},
     target?: string,
   ) =>
-    audit.record({
-      action,
-      actor: who,
-      ip: request.ip,
-      requestId: request.id,
-      details,
-      ...(target ? { target } : {}),
-    });
+    recordRequest(audit, request, { action, actor: who, details, ...(target ? { target } : {}) });
 
   const setupClosed = () => isSetupClosed(store);
 

@@ -48,11 +48,16 @@ export async function prepareUser(input: NewUser, params: ScryptParams): Promise
   }
   const problem = passwordProblem(input.password, input.username);
   if (problem !== undefined) throw new AccountError('weak_password', problem);
+  return newUserRow(input.username, input.role, await hashPassword(input.password, params));
+}
+
+/** A new account's row: a fresh id, no TOTP, enabled, never signed in. */
+function newUserRow(username: string, role: UserRole, passwordHash: string): UserRow {
   return {
     id: randomUUID(),
-    username: input.username,
-    role: input.role,
-    password_hash: await hashPassword(input.password, params),
+    username,
+    role,
+    password_hash: passwordHash,
     totp_secret_enc: null,
     totp_enabled_at: null,
     totp_last_step: null,
@@ -98,13 +103,6 @@ export async function createFirstAdmin(
     return true;
   })();
   return created ? row : undefined;
-}
-
-export function countAdmins(store: Store): number {
-  const row = store.sqlite
-    .prepare<[], { n: number }>(`select count(*) as n from user where role = 'admin'`)
-    .get();
-  return row?.n ?? 0;
 }
 
 /** Accounts other than `userId` (single-user mode ends when there is any). */
@@ -263,18 +261,7 @@ export function ensureLocalUser(store: Store): UserRow | undefined {
   if ((others?.n ?? 0) > 0) return undefined;
   const existing = findUserByName(store, LOCAL_USERNAME);
   if (existing) return existing;
-  const row: UserRow = {
-    id: randomUUID(),
-    username: LOCAL_USERNAME,
-    role: 'admin',
-    password_hash: NO_PASSWORD,
-    totp_secret_enc: null,
-    totp_enabled_at: null,
-    totp_last_step: null,
-    disabled_at: null,
-    created_at: isoNow(),
-    last_login_at: null,
-  };
+  const row = newUserRow(LOCAL_USERNAME, 'admin', NO_PASSWORD);
   insertUser(store, row);
   return row;
 }

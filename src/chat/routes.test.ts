@@ -4,9 +4,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
+import { startApiHarness } from '../../test/support/api-harness.js';
 import { sendRequest, type JsonResponse } from '../../test/support/http.js';
+import { readEvents } from '../../test/support/web.js';
 import {
   startMockUpstream,
   type MockScript,
@@ -20,13 +22,12 @@ import {
   type RequestPolicy,
   type UpstreamRegistry,
 } from '../gateway/index.js';
-import { createErrorHandler } from '../server/errors.js';
 import { createMetrics } from '../server/metrics.js';
 import { isoNow, openStore, type IsoDate, type Store } from '../store/index.js';
 import { chat, createConversations } from './index.js';
 import { startMcpFixture, type McpFixture } from '../../test/support/mcp-fixture.js';
 import type { McpServerEntry } from './mcp-tools.js';
-import type { ChatMessage, ChatStreamEvent, Conversation } from './types.js';
+import type { ChatMessage, Conversation } from './types.js';
 
 const masterKey = Buffer.alloc(32, 9);
 const SHARED_KEY = 'sk-shared-upstream-key';
@@ -215,17 +216,15 @@ async function startHarness(
     : [];
 
   const streamIdleTimeoutMs = 10_000;
-  const app = Fastify();
-  app.setErrorHandler(createErrorHandler(1024 * 1024));
-  await app.register(
-    async (api) => {
-      // Stands in for the real session hook: the test names the user in a header.
-      api.decorateRequest('user', null);
-      api.addHook('onRequest', async (request) => {
-        const name = request.headers['x-test-user'];
-        request.user = typeof name === 'string' ? (users.get(name) ?? null) : null;
-      });
-      await api.register(chat, {
+  const served = await startApiHarness({
+    bodyLimit: 1024 * 1024,
+    // The test names the user in a header.
+    user: (request) => {
+      const name = request.headers['x-test-user'];
+      return typeof name === 'string' ? users.get(name) : undefined;
+    },
+    routes: (api) =>
+      api.register(chat, {
         store,
         registry,
         dispatcher: createDispatcher({
@@ -246,17 +245,12 @@ async function startHarness(
               mcpTools: { ssrf: { strict: true, allowedHosts: ['127.0.0.1'] } },
             }
           : {}),
-      });
-    },
-    { prefix: '/api' },
-  );
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+      }),
+  });
 
   const harness: Harness = {
-    url: `http://127.0.0.1:${port}`,
-    app,
+    url: served.url,
+    app: served.app,
     store,
     registry,
     local,
@@ -266,7 +260,7 @@ async function startHarness(
     mcp,
     serversFor: (userId) => (userId === alice.id ? calc : []),
     async close() {
-      await app.close();
+      await served.close();
       await registry.close();
       await local.close();
       await keyed.close();
@@ -303,37 +297,6 @@ async function read(h: Harness, user: string, id: string) {
   const response = await call(h, 'GET', `/conversations/${id}`, user);
   assert.equal(response.status, 200, response.text);
   return response.json<{ conversation: Conversation; messages: ChatMessage[] }>();
-}
-
-/**
- * Parses `data:` frames as they arrive. `until` may stop reading early: the body is then
- * cancelled (the client goes away) unless `keepOpen`.
- */
-async function readEvents(
-  response: Response,
-  until?: (events: ChatStreamEvent[]) => boolean,
-  keepOpen = false,
-): Promise<ChatStreamEvent[]> {
-  assert.ok(response.body);
-  const events: ChatStreamEvent[] = [];
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return events;
-    buffered += value;
-    let end: number;
-    while ((end = buffered.indexOf('\n\n')) !== -1) {
-      const frame = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      assert.ok(frame.startsWith('data: '), frame);
-      events.push(JSON.parse(frame.slice(6)) as ChatStreamEvent);
-      if (until?.(events)) {
-        if (!keepOpen) await reader.cancel();
-        return events;
-      }
-    }
-  }
 }
 
 function post(h: Harness, path: string, user: string, body: unknown, signal?: AbortSignal) {

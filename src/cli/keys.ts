@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createApiKey, listApiKeys, revokeApiKey } from '../auth/index.js';
+import { createApiKey, keyAuditDetails, listApiKeys, revokeApiKey } from '../auth/index.js';
 import { parseDuration } from '../config/index.js';
 import { CliError, printRows, withContext, type GlobalOptions } from './context.js';
 
@@ -80,15 +80,8 @@ export function registerKeyCommands(program: Command): void {
           action: 'key.created',
           actor: 'cli',
           target: apiKey.id,
-          details: {
-            name: apiKey.name,
-            owner: apiKey.owner,
-            scope: apiKey.scope,
-            models: apiKey.models ?? [],
-            expires_at: apiKey.expiresAt?.toISOString() ?? null,
-            rpm: apiKey.rpm,
-            max_streams: apiKey.maxStreams,
-          },
+          // The admin API takes no stream limit; keys made here may have one.
+          details: { ...keyAuditDetails(apiKey), max_streams: apiKey.maxStreams },
         });
         process.stdout.write(`${key}\n`);
         process.stderr.write(

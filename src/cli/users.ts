@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
+import { recordRequest, type AuditValue } from '../audit/index.js';
 import {
   AccountError,
   createUser,
+  describeUser,
   findUserByName,
   listUsers,
   requireUserRow,
@@ -95,9 +97,9 @@ function record(
   ctx: CliContext,
   action: string,
   user: UserRow,
-  extra: Record<string, boolean> = {},
+  extra: Record<string, AuditValue> = {},
 ) {
-  ctx.audit.record({
+  recordRequest(ctx.audit, undefined, {
     action,
     actor: 'cli',
     target: user.id,
@@ -143,12 +145,7 @@ export function registerUserCommands(program: Command): void {
           if (error instanceof AccountError) throw new CliError(error.message);
           throw error;
         }
-        ctx.audit.record({
-          action: 'user.created',
-          actor: 'cli',
-          target: user.id,
-          details: { username: user.username, role: user.role },
-        });
+        record(ctx, 'user.created', user, { role: user.role });
         process.stdout.write(`created ${user.role} "${user.username}" (${user.id})\n`);
       });
     });
@@ -162,18 +159,7 @@ export function registerUserCommands(program: Command): void {
       await withContext(flags, async (ctx) => {
         const rows = listUsers(ctx.store);
         if (flags.json) {
-          printRows(
-            rows.map((u) => ({
-              id: u.id,
-              username: u.username,
-              role: u.role,
-              totp_enabled: u.totp_enabled_at !== null,
-              disabled: u.disabled_at !== null,
-              created_at: u.created_at,
-              last_login_at: u.last_login_at,
-            })),
-            true,
-          );
+          printRows(rows.map(describeUser), true);
           return;
         }
         printRows(

@@ -4,10 +4,15 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import Fastify, { type FastifyInstance } from 'fastify';
+import {
+  startApiHarness,
+  testUserById,
+  type ApiAnswer,
+  type ApiHarness,
+  type CallOptions,
+} from '../../test/support/api-harness.js';
 import { createAuditLog, listAuditEntries } from '../audit/index.js';
-import { createUser, findUser } from '../auth/index.js';
-import { createErrorHandler } from '../server/errors.js';
+import { createUser } from '../auth/index.js';
 import { openStore, type Store, type UserSecretRow } from '../store/index.js';
 import {
   createUserSecrets,
@@ -29,11 +34,7 @@ interface Settings {
   }>;
 }
 
-interface Answer {
-  status: number;
-  text: string;
-  json: unknown;
-}
+type Answer = ApiAnswer;
 
 const SCRYPT = { n: 1024, r: 8, p: 1 };
 const PASSWORD = 'correct horse battery staple';
@@ -43,8 +44,7 @@ const TOKEN = 'mcp-token-fedcba9876543210';
 let home: string;
 let store: Store;
 let secrets: UserSecrets;
-let app: FastifyInstance;
-let base: string;
+let harness: ApiHarness;
 let alice: string;
 let bob: string;
 
@@ -58,49 +58,19 @@ before(async () => {
     .id;
   bob = (await createUser(store, { username: 'bob', password: PASSWORD, role: 'user' }, SCRYPT)).id;
 
-  app = Fastify();
-  await app.register(
-    async (api) => {
-      api.decorateRequest('user', null);
-      api.decorateRequest('sessionId', null);
-      api.setErrorHandler(createErrorHandler(64 * 1024));
-      // Test-only stand-in for the session hook: the user is named by id in a header.
-      api.addHook('onRequest', async (request) => {
-        const id = request.headers['x-test-user'];
-        const row = typeof id === 'string' ? findUser(store, id) : undefined;
-        if (row) request.user = { id: row.id, username: row.username, role: row.role };
-      });
-      await api.register(settings, { store, audit, secrets });
-    },
-    { prefix: '/api' },
-  );
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  assert.ok(address && typeof address === 'object');
-  base = `http://127.0.0.1:${address.port}`;
+  harness = await startApiHarness({
+    user: testUserById(store),
+    routes: (api) => api.register(settings, { store, audit, secrets }),
+  });
 });
 
 after(async () => {
-  await app.close();
+  await harness.close();
   await store.close();
 });
 
-async function call(
-  method: string,
-  path: string,
-  options: { user?: string; body?: unknown; raw?: string } = {},
-): Promise<Answer> {
-  const headers: Record<string, string> = {};
-  if (options.user) headers['x-test-user'] = options.user;
-  let body: string | undefined;
-  if (options.raw !== undefined || options.body !== undefined) {
-    headers['content-type'] = 'application/json';
-    body = options.raw ?? JSON.stringify(options.body);
-  }
-  const response = await fetch(base + path, { method, headers, body });
-  const text = await response.text();
-  return { status: response.status, text, json: text === '' ? undefined : JSON.parse(text) };
-}
+const call = (method: string, path: string, options?: CallOptions) =>
+  harness.call(method, path, options);
 
 function rows(userId?: string): UserSecretRow[] {
   return userId === undefined

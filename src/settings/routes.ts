@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { AuditLog, AuditValue } from '../audit/index.js';
+import { recordRequest, type AuditLog, type AuditValue } from '../audit/index.js';
 import { requireUser, type SessionUser } from '../auth/index.js';
 import { HttpError } from '../server/errors.js';
 import { parseWith } from '../server/validate.js';
@@ -92,12 +92,10 @@ export const settings: FastifyPluginAsync<SettingsOptions> = async (app, options
     action: 'secret.set' | 'secret.removed',
     details: Record<string, AuditValue>,
   ) =>
-    audit.record({
+    recordRequest(audit, request, {
       action,
       actor: `user:${user.username}`,
       target: user.id,
-      ip: request.ip,
-      requestId: request.id,
       details,
     });
 
