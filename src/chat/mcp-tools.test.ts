@@ -259,12 +259,12 @@ describe('MCP toolbox against a real MCP server', () => {
       const refused = await rebound.open('u-dns', [server], new AbortController().signal);
       assert.deepEqual(refused.tools, []);
       assert.deepEqual(refused.notices, [
-        'MCP server "My Calc" skipped: its address is not allowed (mcp.internal.test resolves to 169.254.10.10, a link-local address)',
+        'MCP server "My Calc" skipped: its name does not lead to an address Palisade may reach (a public one, or a host in PALISADE_MCP_ALLOWED_HOSTS)',
       ]);
       // Resolving to loopback is refused by the users' strict policy...
       const local = await strict.open('u-dns', [server], new AbortController().signal);
       assert.deepEqual(local.tools, []);
-      assert.match(local.notices[0] ?? '', /resolves to 127\.0\.0\.1, a loopback address/);
+      assert.match(local.notices[0] ?? '', /does not lead to an address Palisade may reach/);
       await local.close();
       // ...unless the operator allowed the host (PALISADE_MCP_ALLOWED_HOSTS).
       const allowed = await loopback.open('u-dns', [server], new AbortController().signal);
@@ -319,7 +319,7 @@ describe('MCP toolbox against a real MCP server', () => {
       );
       assert.deepEqual(session.notices, [
         'MCP server "Silent" skipped: it did not answer within 0.2 s',
-        'MCP server "Flood" skipped: it sent a response larger than 8 MB',
+        'MCP server "Flood" skipped: it sent a response larger than 2 MB',
       ]);
       await session.close();
     } finally {

@@ -30,12 +30,35 @@ export const MAX_TOOLS = 64;
 /** Text of one tool result given to the model; past it the result is cut with a note. */
 export const MAX_RESULT_BYTES = 64 * 1024;
 /** Any one HTTP response from an MCP server (a tool list, a result, an error page). */
-export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+export const MAX_RESPONSE_BYTES = 2 * 1024 * 1024;
 /** A tool whose input schema is larger than this is not offered. */
 export const MAX_SCHEMA_BYTES = 16 * 1024;
 const MAX_DESCRIPTION = 1024;
-const MAX_LIST_PAGES = 8;
+const MAX_LIST_PAGES = 4;
 const MAX_CACHE_ENTRIES = 1000;
+/** What all cached tool lists may hold together (each is trimmed as it arrives). */
+const MAX_CACHE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A tool as kept from a listing: only what may be offered, so a server sending megabytes of
+ * descriptions costs no more memory than one that does not. `inputSchema` is null when it
+ * was too large to offer.
+ */
+interface ListedTool {
+  name: string;
+  description: string;
+  inputSchema: Record<string, unknown> | null;
+}
+
+function trimmed(tool: Tool): ListedTool {
+  const schema = JSON.stringify(tool.inputSchema);
+  return {
+    name: tool.name.slice(0, 256),
+    description: (tool.description ?? tool.title ?? '').slice(0, MAX_DESCRIPTION),
+    inputSchema:
+      schema.length > MAX_SCHEMA_BYTES ? null : (tool.inputSchema as Record<string, unknown>),
+  };
+}
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /** A remote MCP server as the user's settings hold it, token opened. */
@@ -164,8 +187,18 @@ function seconds(ms: number): string {
 function describeFailure(error: unknown, token: string | undefined, timeoutMs: number): string {
   const chain = errorChain(error);
   const ssrf = chain.find((e) => e instanceof SsrfError);
-  if (ssrf instanceof SsrfError) {
-    return `its address is not allowed (${ssrf.message.replace(/^upstream (URL|connection) refused: /, '')})`;
+  // What the user typed may be explained; what a name resolves to inside the network, or
+  // whether it exists at all, is not the user's to learn: those read the same.
+  if (ssrf instanceof SsrfError && ssrf.message.startsWith('upstream URL refused: ')) {
+    return `its address is not allowed (${ssrf.message.replace(/^upstream URL refused: /, '')})`;
+  }
+  const unresolved = chain.some((e) =>
+    ['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME'].includes(
+      String((e as { code?: unknown }).code),
+    ),
+  );
+  if (ssrf instanceof SsrfError || unresolved) {
+    return 'its name does not lead to an address Palisade may reach (a public one, or a host in PALISADE_MCP_ALLOWED_HOSTS)';
   }
   if (chain.some((e) => e instanceof ResponseTooLarge)) {
     return `it sent a response larger than ${MAX_RESPONSE_BYTES / 1024 / 1024} MB`;
@@ -289,20 +322,36 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
     headersTimeout: callTimeoutMs,
     bodyTimeout: callTimeoutMs,
   });
-  const cache = new Map<string, { expires: number; tools: Tool[] }>();
+  const cache = new Map<string, { expires: number; tools: ListedTool[]; bytes: number }>();
+  let cacheBytes = 0;
 
-  function cached(key: string): Tool[] | undefined {
+  function forget(key: string): void {
+    const entry = cache.get(key);
+    if (entry === undefined) return;
+    cacheBytes -= entry.bytes;
+    cache.delete(key);
+  }
+
+  function cached(key: string): ListedTool[] | undefined {
     const entry = cache.get(key);
     if (entry === undefined) return undefined;
     if (entry.expires > now()) return entry.tools;
-    cache.delete(key);
+    forget(key);
     return undefined;
   }
 
-  function remember(key: string, tools: Tool[]): void {
-    cache.delete(key);
-    if (cache.size >= MAX_CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
-    cache.set(key, { expires: now() + cacheTtlMs, tools });
+  function remember(key: string, tools: ListedTool[]): void {
+    forget(key);
+    const bytes = JSON.stringify(tools).length;
+    // The oldest lists go first, by count and by size.
+    while (
+      cache.size > 0 &&
+      (cache.size >= MAX_CACHE_ENTRIES || cacheBytes + bytes > MAX_CACHE_BYTES)
+    ) {
+      forget(cache.keys().next().value as string);
+    }
+    cache.set(key, { expires: now() + cacheTtlMs, tools, bytes });
+    cacheBytes += bytes;
   }
 
   /** A deadline of CONNECT_TIMEOUT_MS that the session's stop also ends. */
@@ -337,15 +386,15 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
     return client;
   }
 
-  async function listTools(client: Client, signal: AbortSignal): Promise<Tool[]> {
-    const tools: Tool[] = [];
+  async function listTools(client: Client, signal: AbortSignal): Promise<ListedTool[]> {
+    const tools: ListedTool[] = [];
     let cursor: string | undefined;
     for (let page = 0; page < MAX_LIST_PAGES && tools.length < MAX_TOOLS; page++) {
       const result = await client.listTools(cursor === undefined ? undefined : { cursor }, {
         signal,
         timeout: connectTimeoutMs,
       });
-      tools.push(...result.tools);
+      for (const tool of result.tools) tools.push(trimmed(tool));
       cursor = result.nextCursor;
       if (cursor === undefined) break;
     }
@@ -379,7 +428,7 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
       }
 
       const listed = await Promise.all(
-        servers.map(async (server): Promise<Tool[] | string> => {
+        servers.map(async (server): Promise<ListedTool[] | string> => {
           const key = cacheKey(userId, server);
           try {
             checkUpstreamUrl(server.url, ssrf);
@@ -411,8 +460,8 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
             skipped++;
             continue;
           }
-          const parameters = tool.inputSchema as Record<string, unknown>;
-          if (JSON.stringify(parameters).length > MAX_SCHEMA_BYTES) {
+          const parameters = tool.inputSchema;
+          if (parameters === null) {
             notices.push(
               `tool "${tool.name.slice(0, 64)}" of MCP server "${server.name}" skipped: its input schema is larger than ${MAX_SCHEMA_BYTES / 1024} KB`,
             );
@@ -424,7 +473,7 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
             name,
             server: server.name,
             tool: tool.name,
-            description: (tool.description ?? tool.title ?? '').slice(0, MAX_DESCRIPTION),
+            description: tool.description,
             parameters,
           });
         }

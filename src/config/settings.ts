@@ -303,8 +303,16 @@ export const SETTINGS = {
   mcpAllowedHosts: {
     env: 'PALISADE_MCP_ALLOWED_HOSTS',
     default: [] as string[],
-    help: "Hosts users' remote MCP servers may be on although they are this machine or a private network (refused otherwise), comma separated.",
-    parse: hostNames,
+    help: "Hosts users' remote MCP servers may be on although they are this machine or a private network (refused otherwise), comma separated; exact names or IP addresses.",
+    parse: (text: string) => {
+      const names = hostNames(text);
+      if (names.some((name) => name.includes('*'))) {
+        throw new Error(
+          'expected exact host names or IP addresses; wildcards are not allowed here',
+        );
+      }
+      return names;
+    },
   },
   corsOrigins: {
     env: 'PALISADE_CORS_ORIGINS',

@@ -359,6 +359,15 @@ describe('the strict policy for URLs users supply (their MCP servers)', () => {
       'http://[fd12:3456::1]/',
       'http://[::ffff:10.0.0.1]/',
       'http://[::ffff:7f00:1]/',
+      'http://localhost.:9000/',
+      'http://[2002:7f00:1::]/',
+      'http://[64:ff9b:1::7f00:1]/',
+      'http://[fec0::1]/',
+      'http://192.0.0.1/',
+      'http://198.18.0.1/',
+      'http://2130706433/',
+      'http://0x7f.1/',
+      'http://127.1/',
     ]) {
       assert.throws(() => checkUpstreamUrl(url, strict), SsrfError, url);
       // The upstreams' default policy allows them (admins choose upstreams).

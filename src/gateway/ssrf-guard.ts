@@ -43,6 +43,18 @@ const PRIVATE_RANGES: ReadonlyArray<{ reason: string; cidrs: readonly string[] }
     reason: 'a private address',
     cidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'],
   },
+  {
+    reason: 'a reserved address',
+    cidrs: [
+      '192.0.0.0/24',
+      '198.18.0.0/15',
+      '240.0.0.0/4',
+      'fec0::/10',
+      // 6to4 and local-use NAT64 can carry any IPv4 address, loopback and private ones included.
+      '2002::/16',
+      '64:ff9b:1::/48',
+    ],
+  },
 ];
 
 /**
@@ -197,7 +209,8 @@ export function checkUpstreamUrl(url: string, policy?: SsrfPolicy): URL {
   if (host === '') throw refused('the host is empty');
   if (isMetadataName(host)) throw refused(`${host} is a cloud metadata name`);
   const strict = isStrictFor(host, policy);
-  if (strict && LOCAL_NAMES.test(host)) throw refused(`${host} is this machine`);
+  if (strict && LOCAL_NAMES.test(host.replace(/\.+$/, '')))
+    throw refused(`${host} is this machine`);
   if (isIpLiteral(host)) {
     const reason = refusalReason(host, strict);
     if (reason !== undefined) throw refused(`${host} is ${reason}`);
