@@ -331,6 +331,26 @@ describe('MCP toolbox against a real MCP server', () => {
     }
   });
 
+  test('the tool calls of one answer share a time budget; past it, calls fail at once', async () => {
+    const thrifty = createMcpToolbox({ toolBudgetMs: 200, ssrf: LOCAL });
+    const session = await thrifty.open('u-budget', [calc()], new AbortController().signal);
+    const spent = JSON.stringify({
+      error: 'the tool calls of this answer took more than 0.2 s in all; no more are run',
+    });
+    try {
+      assert.deepEqual(await session.call('My_Calc__wait', {}), { ok: false, content: spent });
+      const calls = mcp.calls.length;
+      assert.deepEqual(await session.call('My_Calc__add', { a: 1, b: 2 }), {
+        ok: false,
+        content: spent,
+      });
+      assert.equal(mcp.calls.length, calls, 'the server was not called again');
+    } finally {
+      await session.close();
+      await thrifty.close();
+    }
+  });
+
   test('a call past its timeout is a failed outcome', async () => {
     const impatient = createMcpToolbox({ callTimeoutMs: 200, ssrf: LOCAL });
     const session = await impatient.open('u-timeout', [calc()], new AbortController().signal);

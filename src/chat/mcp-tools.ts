@@ -23,6 +23,8 @@ import { VERSION } from '../server/version.js';
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** One tool call. */
 export const CALL_TIMEOUT_MS = 60_000;
+/** All the tool calls of one answer together; past it, calls fail at once. */
+export const TOOL_BUDGET_MS = 5 * 60_000;
 /** How long a server's tool list is reused (per user and server). */
 export const LIST_CACHE_MS = 60_000;
 /** Tools offered to the model, all servers together. */
@@ -102,6 +104,8 @@ export interface ToolSession {
 export interface McpToolboxOptions {
   connectTimeoutMs?: number;
   callTimeoutMs?: number;
+  /** Time all the tool calls of one answer may take together (default 5 minutes). */
+  toolBudgetMs?: number;
   cacheTtlMs?: number;
   /** DNS lookup under the SSRF guard, replaceable in tests. */
   lookup?: LookupFunction;
@@ -314,6 +318,7 @@ function cacheKey(userId: string, server: McpServerEntry): string {
 export function createMcpToolbox(options: McpToolboxOptions = {}) {
   const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const callTimeoutMs = options.callTimeoutMs ?? CALL_TIMEOUT_MS;
+  const toolBudgetMs = options.toolBudgetMs ?? TOOL_BUDGET_MS;
   const cacheTtlMs = options.cacheTtlMs ?? LIST_CACHE_MS;
   const now = options.now ?? Date.now;
   const ssrf = options.ssrf ?? { strict: true };
@@ -447,6 +452,9 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
       );
 
       const offered: OfferedTool[] = [];
+      // Starts with the first call: listing has its own deadline.
+      let budget: AbortSignal | undefined;
+      const BUDGET_SPENT = `the tool calls of this answer took more than ${seconds(toolBudgetMs)} in all; no more are run`;
       const byName = new Map<string, { server: McpServerEntry; tool: string }>();
       let skipped = 0;
       for (const [index, server] of servers.entries()) {
@@ -492,7 +500,9 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
             return { ok: false, content: errorContent(`no tool named "${name.slice(0, 64)}"`) };
           }
           const { server } = target;
-          const signal = AbortSignal.any([stop, AbortSignal.timeout(callTimeoutMs)]);
+          budget ??= AbortSignal.timeout(toolBudgetMs);
+          if (budget.aborted) return { ok: false, content: errorContent(BUDGET_SPENT) };
+          const signal = AbortSignal.any([stop, budget, AbortSignal.timeout(callTimeoutMs)]);
           try {
             const client = await clientFor(server, connectDeadline(stop));
             const result = await client.callTool(
@@ -509,6 +519,7 @@ export function createMcpToolbox(options: McpToolboxOptions = {}) {
             };
           } catch (error) {
             if (stop.aborted) throw error;
+            if (budget.aborted) return { ok: false, content: errorContent(BUDGET_SPENT) };
             log?.warn({ mcpServer: server.name, tool: target.tool }, 'MCP tool call failed');
             const reason = describeFailure(error, server.token, callTimeoutMs);
             return { ok: false, content: errorContent(`the tool call failed: ${reason}`) };

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HttpError } from '../server/errors.js';
-import { createToolCallReader, MAX_ARGUMENTS, MAX_CALLS, parseArguments } from './tool-calls.js';
+import {
+  createToolCallReader,
+  MAX_ARGUMENTS,
+  MAX_CALLS,
+  MAX_ROUND_ARGUMENTS,
+  parseArguments,
+} from './tool-calls.js';
 
 function delta(toolCalls: unknown[], finish: string | null = null) {
   return { choices: [{ index: 0, delta: { tool_calls: toolCalls }, finish_reason: finish }] };
@@ -75,6 +81,18 @@ test('arguments past the limit end the answer with a 502', () => {
   assert.throws(
     () => reader.push(delta([{ index: 0, function: { arguments: 'x' } }])),
     (error) => error instanceof HttpError && error.code === 'tool_call_too_large',
+  );
+});
+
+test('all the arguments of one round together are capped too (they are sent back each round)', () => {
+  const reader = createToolCallReader();
+  const big = 'x'.repeat(MAX_ARGUMENTS);
+  for (let index = 0; index < MAX_ROUND_ARGUMENTS / MAX_ARGUMENTS; index += 1) {
+    reader.push(delta([{ index, function: { name: 'a', arguments: big } }]));
+  }
+  assert.throws(
+    () => reader.push(delta([{ index: 5, function: { name: 'a', arguments: 'x' } }])),
+    (error) => error instanceof HttpError && /in one round/.test(error.message),
   );
 });
 

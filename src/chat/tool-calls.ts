@@ -12,6 +12,8 @@ export interface ToolCall {
 export const MAX_CALLS = 64;
 /** Longest arguments text of one call. */
 export const MAX_ARGUMENTS = 256 * 1024;
+/** Longest arguments text of all the calls of one round: they are sent back every round. */
+export const MAX_ROUND_ARGUMENTS = 1024 * 1024;
 const CALL_ID = /^[\x21-\x7e]{1,128}$/;
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -30,6 +32,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  */
 export function createToolCallReader() {
   const pending = new Map<number, { id: string; name: string; arguments: string }>();
+  let roundBytes = 0;
 
   function take(position: number, item: unknown): void {
     if (!isRecord(item)) return;
@@ -55,6 +58,14 @@ export function createToolCallReader() {
         502,
         'tool_call_too_large',
         `the model wrote tool arguments longer than ${MAX_ARGUMENTS / 1024} KB`,
+      );
+    }
+    roundBytes += piece.length;
+    if (roundBytes > MAX_ROUND_ARGUMENTS) {
+      throw new HttpError(
+        502,
+        'tool_call_too_large',
+        `the model wrote more than ${MAX_ROUND_ARGUMENTS / 1024 / 1024} MB of tool arguments in one round`,
       );
     }
     call.arguments += piece;
