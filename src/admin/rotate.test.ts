@@ -112,7 +112,8 @@ const PLAIN: Sealed = {
   upstream: UPSTREAM_KEY,
   totp: TOTP_SECRET,
   userKey: USER_KEY,
-  mcpToken: MCP_TOKEN,
+  // An MCP server's URL is sealed with its token.
+  mcpToken: JSON.stringify({ url: 'https://mcp.example.com/', token: MCP_TOKEN }),
 };
 
 test('rotation re-seals all three kinds under a new key in secret.key; the old key opens none', async () => {

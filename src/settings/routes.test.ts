@@ -269,6 +269,14 @@ describe('settings API', () => {
     assert.ok(!keyed.text.includes('k-0123456789abcdef'), 'a key in the path is not shown back');
     const hosted = (keyed.json as Settings).mcp_servers.find((s) => s.name === 'Hosted');
     assert.equal(hosted?.url, 'https://tools.example.org/…/sse');
+    // Stored sealed too: the row holds the masked form only.
+    const hostedRow = rows(alice).find((r) => r.name === 'Hosted');
+    assert.ok(hostedRow?.secret_enc?.startsWith('enc$v1$'));
+    assert.ok(!JSON.stringify(hostedRow).includes('k-0123456789abcdef'));
+    assert.equal(
+      secrets.mcpServersFor(alice).find((m) => m.name === 'Hosted')?.url,
+      'https://tools.example.org/mcp/k-0123456789abcdef/sse',
+    );
 
     const plain = await call('POST', '/api/settings/mcp-servers', {
       user: alice,

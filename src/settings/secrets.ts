@@ -226,13 +226,23 @@ export function createUserSecrets({ store, masterKey, mcpPolicy }: UserSecretsOp
     created_at: row.created_at,
   });
 
+  // An MCP server's URL may carry a key in its path, so the whole URL is sealed with the token;
+  // the `url` column keeps only its masked form, for display.
   const describeServer = (row: UserSecretRow): McpServerInfo => ({
     id: row.id,
     name: row.name,
-    url: maskedUrl(row.url ?? ''),
-    token_masked: row.secret_enc === null ? null : masked(row.hint),
+    url: row.url ?? '',
+    token_masked: row.hint === null ? null : masked(row.hint),
     created_at: row.created_at,
   });
+
+  function openServer(row: UserSecretRow): { url: string; token?: string } {
+    const sealed = JSON.parse(open(row) ?? '{}') as { url?: unknown; token?: unknown };
+    return {
+      url: typeof sealed.url === 'string' ? sealed.url : '',
+      ...(typeof sealed.token === 'string' ? { token: sealed.token } : {}),
+    };
+  }
 
   return {
     /** Stores (or replaces) the user's key for an upstream. */
@@ -298,9 +308,14 @@ export function createUserSecrets({ store, masterKey, mcpPolicy }: UserSecretsOp
         user_id: userId,
         kind: 'mcp_server',
         name,
-        url: url.href,
-        secret_enc:
-          input.token === undefined ? null : box.seal(input.token, userSecretContext(userId, id)),
+        url: maskedUrl(url.href),
+        secret_enc: box.seal(
+          JSON.stringify({
+            url: url.href,
+            ...(input.token === undefined ? {} : { token: input.token }),
+          }),
+          userSecretContext(userId, id),
+        ),
         hint: input.token === undefined ? null : hintFor(input.token),
         created_at: isoNow(),
       };
@@ -336,12 +351,10 @@ export function createUserSecrets({ store, masterKey, mcpPolicy }: UserSecretsOp
 
     /** The user's MCP servers with their tokens opened, for the chat's MCP client. */
     mcpServersFor(userId: string): McpServer[] {
-      return selectKind.all(userId, 'mcp_server').map((row) => ({
-        id: row.id,
-        name: row.name,
-        url: row.url ?? '',
-        token: open(row),
-      }));
+      return selectKind.all(userId, 'mcp_server').map((row) => {
+        const { url, token } = openServer(row);
+        return { id: row.id, name: row.name, url, token };
+      });
     },
 
     /** Everything the settings page shows, masked. */
