@@ -96,6 +96,7 @@ export const userRoutes: FastifyPluginAsync<AdminOptions> = async (app, options)
     const body = parseWith(UpdateUser, request.body, 'body');
     // Checked and applied in one write transaction: two admins demoting each other at once
     // cannot leave the instance without an admin.
+    let revokedKeys = 0;
     const { target, roleChanged, disabledChanged } = store.sqlite
       .transaction(() => {
         const target = requireTarget(store, id);
@@ -121,7 +122,7 @@ export const userRoutes: FastifyPluginAsync<AdminOptions> = async (app, options)
         }
         if (roleChanged && body.role !== undefined) setUserRole(store, id, body.role);
         if (disabledChanged && body.disabled !== undefined) {
-          setUserDisabled(store, id, body.disabled);
+          revokedKeys = setUserDisabled(store, id, body.disabled);
         }
         return { target, roleChanged, disabledChanged };
       })
@@ -135,10 +136,15 @@ export const userRoutes: FastifyPluginAsync<AdminOptions> = async (app, options)
       });
     }
     if (disabledChanged) {
+      if (revokedKeys > 0) options.keys.invalidate();
       recordChange(options.audit, request, admin, {
         action: body.disabled ? 'user.disabled' : 'user.enabled',
         target: id,
-        details: { username: target.username, disabled: body.disabled === true },
+        details: {
+          username: target.username,
+          disabled: body.disabled === true,
+          ...(revokedKeys > 0 ? { count: revokedKeys } : {}),
+        },
       });
     }
     return describeUser(requireTarget(store, id));

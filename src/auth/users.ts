@@ -148,12 +148,25 @@ export function revokeAllSessions(store: Store, userId: string, exceptSessionId?
 }
 
 /** Disables or re-enables a user; disabling ends all of the user's sessions. */
-export function setUserDisabled(store: Store, userId: string, disabled: boolean): void {
-  store.sqlite.transaction(() => {
+/**
+ * Disables or re-enables a user. Disabling ends all of the user's sessions and revokes the API
+ * keys they own (a key's owner is its user's name), so no access outlives the account; keys
+ * stay revoked when the user is enabled again. Returns how many keys were revoked.
+ */
+export function setUserDisabled(store: Store, userId: string, disabled: boolean): number {
+  return store.sqlite.transaction(() => {
+    const now = isoNow();
     store.sqlite
       .prepare('update user set disabled_at = ? where id = ?')
-      .run(disabled ? isoNow() : null, userId);
-    if (disabled) revokeAllSessions(store, userId);
+      .run(disabled ? now : null, userId);
+    if (!disabled) return 0;
+    revokeAllSessions(store, userId);
+    return store.sqlite
+      .prepare(
+        `update api_key set revoked_at = ? where revoked_at is null
+           and owner = (select username from user where id = ?) collate nocase`,
+      )
+      .run(now, userId).changes;
   })();
 }
 

@@ -211,9 +211,14 @@ export function registerUserCommands(program: Command): void {
             `"${user.username}" is the last active admin; create another first: palisade users create NAME --admin`,
           );
         }
-        setUserDisabled(ctx.store, user.id, true);
-        record(ctx, 'user.disabled', user, { disabled: true });
-        process.stdout.write(`disabled "${user.username}" and ended their sessions\n`);
+        const revoked = setUserDisabled(ctx.store, user.id, true);
+        record(ctx, 'user.disabled', user, {
+          disabled: true,
+          ...(revoked > 0 ? { count: revoked } : {}),
+        });
+        const keys =
+          revoked === 0 ? '' : ` and revoked ${revoked} API key${revoked === 1 ? '' : 's'}`;
+        process.stdout.write(`disabled "${user.username}", ended their sessions${keys}\n`);
       });
     });
 

@@ -561,4 +561,30 @@ describe('the admin API through real sign-in', () => {
       assert.ok(!answer.text.includes(value), `not in the audit answer: ${shown}`);
     }
   });
+  test('disabling a user also revokes the API keys they own: no access outlives the account', async () => {
+    const created = await root.post('/api/admin/users', {
+      username: 'hank',
+      password: 'hank keeps a long passphrase',
+      role: 'user',
+    });
+    assert.equal(created.status, 201, created.text);
+    const hank = created.body as AdminUser;
+    const key = await palisade.createKey({ name: 'hank-laptop', owner: 'hank' });
+    const other = await palisade.createKey({ name: 'someone-else', owner: 'root' });
+    assert.equal((await v1Models(palisade, key)).status, 200);
+
+    const disabled = await root.patch(`/api/admin/users/${hank.id}`, { disabled: true });
+    assert.equal(disabled.status, 200, disabled.text);
+    assertGatewayError(await v1Models(palisade, key), 401, 'key_revoked');
+    assert.equal((await v1Models(palisade, other)).status, 200, 'other owners keep theirs');
+    const audit = (await root.get('/api/admin/audit?action=user.disabled&limit=1'))
+      .body as AuditPage;
+    assert.equal(audit.entries[0]?.details?.count, 1);
+    // Enabling the user again does not bring the key back.
+    assert.equal(
+      (await root.patch(`/api/admin/users/${hank.id}`, { disabled: false })).status,
+      200,
+    );
+    assertGatewayError(await v1Models(palisade, key), 401, 'key_revoked');
+  });
 });
