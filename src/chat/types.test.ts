@@ -11,8 +11,9 @@ const checks: [
   Same<chat.Conversation, web.Conversation>,
   Same<chat.ChatMessage, web.ChatMessage>,
   Same<chat.ChatStreamEvent, web.ChatStreamEvent>,
-] = [true, true, true, true];
+  Same<chat.ChatUsage, web.Usage>,
+] = [true, true, true, true, true];
 
 test('the server spells the chat shapes as the web contract does (checked by tsc)', () => {
-  assert.deepEqual(checks, [true, true, true, true]);
+  assert.deepEqual(checks, [true, true, true, true, true]);
 });

@@ -92,6 +92,14 @@ export type ChatStreamEvent =
   /** Something the user should know that is not an error (an MCP server left out, say). */
   | { type: 'notice'; message: string };
 
+/** A user's chat usage so far (`GET /api/usage`), deleted conversations included. */
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** Messages sent and answers received. */
+  messages: number;
+}
+
 export interface UpstreamKeyInfo {
   upstream: string;
   /** e.g. `••••abcd`; the key itself is never sent back. */
@@ -334,6 +342,7 @@ export const api = {
 
   // Chat
   models: () => call<{ models: ModelInfo[] }>('GET', '/api/models'),
+  usage: () => call<Usage>('GET', '/api/usage'),
   conversations: (query?: string) =>
     call<{ conversations: Conversation[] }>(
       'GET',

@@ -190,6 +190,9 @@ describe('the web app in Chromium', { skip: missing && !process.env.CI ? missing
     const codes = page.getByTestId('recovery-codes');
     await codes.waitFor();
     assert.equal(await codes.locator('li').count(), 10);
+    // The settings page also shows what this account's chats used (two answers so far).
+    await page.getByTestId('usage').getByText('Messages').waitFor();
+    assert.match(await page.getByTestId('usage').innerText(), /Messages\s+4/);
     await screenshot(page, 'settings');
   });
 

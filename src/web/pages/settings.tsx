@@ -1,6 +1,6 @@
 /**
  * The Settings page: two-factor sign-in, password, sessions, default model, personal upstream
- * keys and remote MCP servers. With `focus: 'totp'` (an admin requires two-factor sign-in and
+ * keys, remote MCP servers and usage. With `focus: 'totp'` (an admin requires two-factor sign-in and
  * this account has none yet) only the two-factor section is shown.
  */
 import type { JSX } from 'preact';
@@ -14,6 +14,7 @@ import { SessionsSection } from './settings/sessions.js';
 import { TotpSection } from './settings/totp.js';
 import { Feedback, Loading, Section, useLoad } from './settings/ui.js';
 import { UpstreamKeysSection } from './settings/upstream-keys.js';
+import { UsageSection } from './settings/usage.js';
 import './settings.css';
 
 export function SettingsPage(props: {
@@ -76,6 +77,7 @@ function OtherSettings(): JSX.Element {
           <McpServersSection settings={settings.data} onSettings={settings.setData} />
         </>
       )}
+      <UsageSection />
     </>
   );
 }
