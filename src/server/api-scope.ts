@@ -1,3 +1,4 @@
+import fastifyCookie from '@fastify/cookie';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import {
   countOtherUsers,
@@ -52,6 +53,8 @@ export function servedOrigin(request: FastifyRequest, cookies: CookiePolicy): st
  */
 export const apiScope: FastifyPluginAsync<ApiScopeOptions> = async (app, options) => {
   const { store, cookies } = options;
+  // Cookies are parsed here only: the gateway's /v1 requests, a hot path, never pay for it.
+  await app.register(fastifyCookie);
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('user', null);
   app.decorateRequest('sessionId', null);

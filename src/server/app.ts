@@ -17,7 +17,6 @@ import {
   sendError,
   type ErrorBody,
 } from './errors.js';
-import fastifyCookie from '@fastify/cookie';
 import { apiScope, type ApiScopeOptions } from './api-scope.js';
 import { createHostGuard } from './host-guard.js';
 import { webApp } from './web-app.js';
@@ -202,7 +201,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
   if (options.mesh) app.register(options.mesh, { prefix: '/mesh' });
   if (options.web) {
     const { web } = options;
-    app.register(fastifyCookie);
     app.register(apiScope, {
       ...web.api,
       bodyLimit: Math.min(API_BODY_LIMIT, config.bodyLimit),
