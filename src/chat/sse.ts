@@ -1,5 +1,6 @@
 import type { Usage } from '../gateway/index.js';
 import { HttpError } from '../server/errors.js';
+import { createSseParser, SseLineTooLong } from '../server/sse-parser.js';
 
 /** Longest SSE line taken from an upstream; past it the stream is treated as broken. */
 export const MAX_SSE_LINE = 1024 * 1024;
@@ -14,57 +15,45 @@ export const MAX_SSE_LINE = 1024 * 1024;
  */
 export function createSseReader() {
   const utf8 = new TextDecoder('utf-8');
-  let rest = '';
-  let data: string[] = [];
+  let payloads: unknown[] = [];
+  const parser = createSseParser({
+    maxLine: MAX_SSE_LINE,
+    onFrame: ({ data }) => {
+      if (data === '' || data === '[DONE]') return;
+      try {
+        payloads.push(JSON.parse(data) as unknown);
+      } catch {
+        // Not JSON: skipped.
+      }
+    },
+  });
 
-  function event(): unknown[] {
-    const payload = data.join('\n');
-    data = [];
-    if (payload === '' || payload === '[DONE]') return [];
+  function taken(feed: () => void): unknown[] {
     try {
-      return [JSON.parse(payload) as unknown];
-    } catch {
-      return [];
+      feed();
+    } catch (error) {
+      if (!(error instanceof SseLineTooLong)) throw error;
+      throw new HttpError(
+        502,
+        'upstream_error',
+        `the upstream sent an SSE line longer than ${MAX_SSE_LINE} bytes`,
+      );
     }
-  }
-
-  function checkLength(): void {
-    if (rest.length <= MAX_SSE_LINE) return;
-    throw new HttpError(
-      502,
-      'upstream_error',
-      `the upstream sent an SSE line longer than ${MAX_SSE_LINE} bytes`,
-    );
-  }
-
-  function take(text: string, final: boolean): unknown[] {
-    // Without a line break nothing is complete; appending keeps a line sent byte by byte linear.
-    if (!final && !/[\r\n]/.test(text)) {
-      rest += text;
-      checkLength();
-      return [];
-    }
-    // A CR at the very end may be half of a CRLF: it stays with the rest until more arrives.
-    const lines = (rest + text).split(/\r\n|\n|\r(?=[^\n])/);
-    rest = final ? '' : (lines.pop() ?? '');
-    checkLength();
-    const out: unknown[] = [];
-    for (const raw of lines) {
-      const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-      if (line === '') out.push(...event());
-      else if (line.startsWith('data:')) data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
-    }
-    if (final) out.push(...event());
+    const out = payloads;
+    payloads = [];
     return out;
   }
 
   return {
-    push: (bytes: Uint8Array) => take(utf8.decode(bytes, { stream: true }), false),
-    end: () => take(utf8.decode(), true),
+    push: (bytes: Uint8Array) => taken(() => parser.push(utf8.decode(bytes, { stream: true }))),
+    end: () =>
+      taken(() => {
+        parser.push(utf8.decode());
+        parser.end();
+      }),
   };
 }
 
-/** What one chat-completion chunk (or a whole completion) brings to an answer. */
 export interface AnswerPiece {
   text: string;
   usage: Usage | undefined;

@@ -1,63 +1,30 @@
 import { request } from 'undici';
 import type { EventView } from './broker.js';
 import { brokerError, describeNoBroker, MeshUnavailableError } from './client.js';
+import {
+  createSseParser as createSharedParser,
+  SseLineTooLong,
+  type SseFrame,
+} from '../server/sse-parser.js';
 import { readMeshEndpoint } from './token.js';
 
 /** An SSE line longer than this is not the broker talking (its frames hold at most 64 KB). */
 const MAX_SSE_LINE = 4 * 1024 * 1024;
 
-export interface SseFrame {
-  id: string | undefined;
-  event: string;
-  data: string;
-}
+export type { SseFrame } from '../server/sse-parser.js';
 
-/**
- * A small parser for `text/event-stream`: feed it text as it arrives (any chunking, `\n`,
- * `\r\n` or `\r` line ends); it calls `onFrame` for each event and `onRetry` for `retry:`.
- */
+/** The mesh's SSE parser: the shared one, with the broker's own line limit. */
 export function createSseParser(
   onFrame: (frame: SseFrame) => void,
   onRetry: (ms: number) => void = () => {},
 ): { push(chunk: string): void } {
-  let buffer = '';
-  let data: string[] = [];
-  let event = '';
-  let id: string | undefined;
-
-  function line(text: string): void {
-    if (text === '') {
-      if (data.length > 0) onFrame({ id, event: event || 'message', data: data.join('\n') });
-      data = [];
-      event = '';
-      return;
-    }
-    if (text.startsWith(':')) return;
-    const colon = text.indexOf(':');
-    const field = colon === -1 ? text : text.slice(0, colon);
-    let value = colon === -1 ? '' : text.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'data') data.push(value);
-    else if (field === 'event') event = value;
-    else if (field === 'id' && !value.includes('\0')) id = value;
-    else if (field === 'retry' && /^\d+$/.test(value)) onRetry(Number(value));
-  }
-
+  const parser = createSharedParser({ onFrame, onRetry, maxLine: MAX_SSE_LINE });
   return {
     push(chunk) {
-      buffer += chunk;
-      let start = 0;
-      for (let i = 0; i < buffer.length; i += 1) {
-        const c = buffer[i];
-        if (c !== '\n' && c !== '\r') continue;
-        // A \r at the very end may be the first half of a \r\n split across chunks.
-        if (c === '\r' && i + 1 === buffer.length) break;
-        line(buffer.slice(start, i));
-        if (c === '\r' && buffer[i + 1] === '\n') i += 1;
-        start = i + 1;
-      }
-      buffer = buffer.slice(start);
-      if (buffer.length > MAX_SSE_LINE) {
+      try {
+        parser.push(chunk);
+      } catch (error) {
+        if (!(error instanceof SseLineTooLong)) throw error;
         throw new Error('the event stream sent a line over 4 MB; it is not the mesh broker');
       }
     },
