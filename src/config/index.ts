@@ -6,6 +6,7 @@ export {
   type Config,
   type LogLevel,
   type UpstreamSpec,
+  type LocalGpu,
 } from './settings.js';
 export { isLoopbackHost } from './bind.js';
 export { parseDuration, parseBytes, formatDuration } from './units.js';

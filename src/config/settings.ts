@@ -146,6 +146,18 @@ function setupToken(text: string): string | undefined {
   return token;
 }
 
+const LOCAL_GPUS = ['auto', 'false', 'cuda', 'vulkan', 'metal'] as const;
+export type LocalGpu = (typeof LOCAL_GPUS)[number];
+
+function localGpu(text: string): LocalGpu {
+  const t = text.trim().toLowerCase();
+  if (['0', 'no', 'off', 'none', 'cpu'].includes(t)) return 'false';
+  if (!(LOCAL_GPUS as readonly string[]).includes(t)) {
+    throw new Error(`expected one of ${LOCAL_GPUS.join(', ')}`);
+  }
+  return t as LocalGpu;
+}
+
 export function parseUpstreamSpec(text: string): UpstreamSpec {
   const eq = text.indexOf('=');
   const name = text.slice(0, eq).trim();
@@ -511,6 +523,67 @@ export const SETTINGS = {
     default: 200,
     help: '/api requests a user (or client IP) may send at once before the sustained rate applies.',
     parse: integer(1, 1_000_000),
+  },
+  models: {
+    env: 'PALISADE_MODELS',
+    flag: '--model',
+    default: [] as string[],
+    help: 'GGUF model files served in-process as the upstream `local`, comma separated (flag: repeat --model FILE). Files in PALISADE_HOME/models are served too.',
+    parse: (text: string) => list(text),
+  },
+  local: {
+    env: 'PALISADE_LOCAL',
+    default: true,
+    help: 'Serve the GGUF files in PALISADE_HOME/models in-process (upstream `local`); false serves only --model files.',
+    parse: boolean,
+  },
+  localParallel: {
+    env: 'PALISADE_LOCAL_PARALLEL',
+    default: 1,
+    help: 'Requests the embedded model answers at once; the others wait in its queue.',
+    parse: integer(1, 64),
+  },
+  localQueue: {
+    env: 'PALISADE_LOCAL_QUEUE',
+    default: 64,
+    help: 'Requests that may wait for the embedded model; more get 503 with Retry-After.',
+    parse: integer(0, 100_000),
+  },
+  localContext: {
+    env: 'PALISADE_LOCAL_CONTEXT',
+    default: 4096,
+    help: "Context size (tokens) of each embedded-model sequence, capped at the model's own.",
+    parse: integer(64, 1_048_576),
+  },
+  localThreads: {
+    env: 'PALISADE_LOCAL_THREADS',
+    default: 0,
+    help: 'CPU threads for embedded inference; 0 lets llama.cpp choose.',
+    parse: integer(0, 1024),
+  },
+  localGpu: {
+    env: 'PALISADE_LOCAL_GPU',
+    default: 'auto' as LocalGpu,
+    help: 'GPU for embedded inference: auto, false, cuda, vulkan or metal. Prebuilt binaries only; nothing is compiled.',
+    parse: localGpu,
+  },
+  localIdleUnloadMs: {
+    env: 'PALISADE_LOCAL_IDLE_UNLOAD',
+    default: 900_000,
+    help: 'An embedded model unused this long is unloaded from memory (loaded again on the next request).',
+    parse: duration(1000),
+  },
+  maxJobs: {
+    env: 'PALISADE_MAX_JOBS',
+    default: 2,
+    help: 'Jobs that run at once; later runs wait queued.',
+    parse: integer(1, 64),
+  },
+  jobKillGraceMs: {
+    env: 'PALISADE_JOB_KILL_GRACE',
+    default: 10_000,
+    help: 'After SIGTERM (cancel or timeout), how long a job may take to exit before SIGKILL.',
+    parse: duration(0),
   },
   logLevel: {
     env: 'PALISADE_LOG_LEVEL',
