@@ -1,0 +1,1 @@
+export { GgufError, readGgufHeader, type GgufInfo } from './gguf.js';
