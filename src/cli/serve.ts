@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
 import { loadConfig, type FlagValues } from '../config/index.js';
 import { startServer } from '../server/index.js';
-import { CliError } from './context.js';
 
 interface ServeFlags {
   host?: string;
   port?: string;
   home?: string;
   upstream?: string[];
+  model?: string[];
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -24,24 +24,23 @@ export function registerServeCommand(program: Command): void {
     )
     .option('--port <port>', 'port to listen on (default 8642)')
     .option('--upstream <name=url>', 'an upstream model server; repeat for more', collect)
-    .option('--model <file.gguf>', 'serve a GGUF model in-process (not available yet)')
+    .option(
+      '--model <file.gguf>',
+      'serve a GGUF model in-process as the upstream `local`; repeat for more',
+      collect,
+    )
     .addHelpText(
       'after',
       '\nEvery flag has an environment variable (PALISADE_HOST, PALISADE_PORT, PALISADE_UPSTREAMS, ...);\nflags win over the environment. See the configuration table in README.md.',
     )
     .action(async (_options: ServeFlags, command: Command) => {
-      const options = command.optsWithGlobals<ServeFlags & { model?: string }>();
-      if (options.model !== undefined) {
-        throw new CliError(
-          '--model (embedded GGUF inference) is not available in this version; point --upstream at llama.cpp, Ollama or LM Studio instead',
-          2,
-        );
-      }
+      const options = command.optsWithGlobals<ServeFlags>();
       const flags: FlagValues = {};
       if (options.host !== undefined) flags.host = options.host;
       if (options.port !== undefined) flags.port = options.port;
       if (options.home !== undefined) flags.home = options.home;
       if (options.upstream !== undefined) flags.upstreams = options.upstream;
+      if (options.model !== undefined) flags.models = options.model;
       const config = loadConfig({ flags, env: process.env });
       const server = await startServer(config);
 

@@ -1,6 +1,6 @@
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
-import { UPSTREAM_NAME, type UpstreamSpec } from '../config/index.js';
+import { ConfigError, UPSTREAM_NAME, type UpstreamSpec } from '../config/index.js';
 import { deriveKey, secretBox, type SecretBox } from '../crypto/index.js';
 import { isoNow, type Store, type UpstreamRow } from '../store/index.js';
 import { assertUpstreamAllowed, guardedLookup, type Lookup } from './ssrf-guard.js';
@@ -14,7 +14,8 @@ export interface ModelEntry {
   owned_by: string;
 }
 
-export type UpstreamSource = 'config' | 'store' | 'probe';
+/** `local`: the embedded models, served in-process on a loopback port with a random key. */
+export type UpstreamSource = 'config' | 'store' | 'probe' | 'local';
 
 export interface Upstream {
   name: string;
@@ -45,6 +46,8 @@ export interface RegistryOptions {
   logger: Logger;
   /** Upstreams from flags and PALISADE_UPSTREAMS; not stored. */
   configured: UpstreamSpec[];
+  /** The embedded model server, when one runs. */
+  local?: { name: string; url: string; apiKey: string };
   healthIntervalMs: number;
   /** DNS lookup, replaceable in tests; every connection goes through the SSRF guard. */
   lookup?: Lookup;
@@ -195,7 +198,7 @@ export function createUpstreamRegistry(options: RegistryOptions) {
     }
     for (const row of rows) {
       const current = upstreams.get(row.name);
-      if (current && current.source === 'config') {
+      if (current && (current.source === 'config' || current.source === 'local')) {
         logger.warn(
           { upstream: row.name },
           'stored upstream shadowed by a configured one of the same name',
@@ -313,14 +316,26 @@ export function createUpstreamRegistry(options: RegistryOptions) {
     return found;
   }
 
+  /** Every upstream but an embedded one with no model (which should not take every request). */
+  function serving(): Upstream[] {
+    return [...upstreams.values()].filter((u) => u.source !== 'local' || u.models.length > 0);
+  }
+
   return {
     /** Installs configured and stored upstreams. A refused configured upstream throws. */
     async start(probe: boolean): Promise<void> {
+      const local = options.local;
+      if (local) await install(local.name, local.url, 'local', local.apiKey);
       for (const spec of options.configured) {
+        if (upstreams.has(spec.name)) {
+          throw new ConfigError(
+            `upstream name "${spec.name}" is taken by the embedded models (--model, PALISADE_HOME/models): pick another name`,
+          );
+        }
         await install(spec.name, spec.url, 'config');
       }
       await syncStore();
-      if (upstreams.size === 0 && probe) {
+      if (serving().length === 0 && probe) {
         const found = await probeLocal();
         if (found.length === 0) {
           logger.warn(
@@ -343,6 +358,8 @@ export function createUpstreamRegistry(options: RegistryOptions) {
     candidates(model: string): Upstream[] {
       // One upstream takes every model, listed or not; no need to look further.
       if (upstreams.size === 1) return [upstreams.values().next().value as Upstream];
+      const others = serving();
+      if (others.length === 1) return others;
       const listing = [...upstreams.values()].filter((u) => u.modelIds.has(model));
       if (listing.length > 0) {
         return [...listing.filter((u) => u.healthy), ...listing.filter((u) => !u.healthy)];

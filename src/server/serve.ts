@@ -34,6 +34,7 @@ import {
   type Lookup,
   type UpstreamRegistry,
 } from '../gateway/index.js';
+import { GgufError, startLocalUpstream, type LocalUpstream } from '../local/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { buildApp } from './app.js';
 import { openAiErrorBody } from './errors.js';
@@ -60,6 +61,8 @@ export interface RunningServer {
   store: Store;
   audit: AuditLog;
   registry: UpstreamRegistry;
+  /** The embedded GGUF model server (upstream `local`), unless turned off. */
+  local?: LocalUpstream;
   /** The agent mesh broker, unless PALISADE_MESH=false. */
   mesh?: Mesh;
   /** A key minted at start because the server is exposed with none; shown once. */
@@ -165,11 +168,39 @@ export async function startServer(
       }
     }
 
+    const metrics = createMetrics();
+    let local: LocalUpstream | undefined;
+    if (config.models.length > 0 || config.local) {
+      try {
+        local = await startLocalUpstream({
+          logger,
+          home: config.home,
+          files: config.models,
+          serveFolder: config.local,
+          gpu: config.localGpu,
+          threads: config.localThreads,
+          contextSize: config.localContext,
+          parallel: config.localParallel,
+          queueLimit: config.localQueue,
+          idleUnloadMs: config.localIdleUnloadMs,
+          bodyLimit: config.bodyLimit,
+          maxTokens: config.maxTokens,
+          metrics: metrics.registry,
+        });
+      } catch (error) {
+        if (error instanceof GgufError) throw new ConfigError(error.message);
+        throw error;
+      }
+      const started = local;
+      cleanups.push(() => started.close());
+    }
+
     const registry = createUpstreamRegistry({
       store,
       masterKey,
       logger,
       configured: config.upstreams,
+      ...(local ? { local: { name: local.name, url: local.url, apiKey: local.apiKey } } : {}),
       healthIntervalMs: config.healthIntervalMs,
       lookup: options.lookup,
       connectLookup: options.connectLookup,
@@ -186,7 +217,6 @@ export async function startServer(
     const anthropicModels = createModelMapSource(store, modelSpec);
     const policy = { maxTokens: config.maxTokens, maxChoices: config.maxChoices };
 
-    const metrics = createMetrics();
     const limits = { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst };
     const startedAt = Date.now();
     let mesh: Mesh | undefined;
@@ -386,6 +416,7 @@ export async function startServer(
       store,
       audit,
       registry,
+      ...(local ? { local } : {}),
       ...(mesh ? { mesh } : {}),
       ...(bootstrapKey ? { bootstrapKey } : {}),
       ...(setupToken ? { setupToken } : {}),

@@ -40,7 +40,7 @@ describe('the palisade command', () => {
     assert.match(unknown.stderr, /unknown command 'frobnicate'/);
     const model = await runCli(['serve', '--model', 'x.gguf', '--home', tempHome()]);
     assert.equal(model.code, 2);
-    assert.match(model.stderr, /--model .* is not available/);
+    assert.match(model.stderr, /^palisade: --model x\.gguf: there is no such file/);
   });
 
   test('the home is 0700 with 0600 files, and a second server on it is refused', async () => {
