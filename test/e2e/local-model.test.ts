@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import type { Conversation } from '../../src/chat/index.js';
 import { tinyGguf, writeTinyGguf } from '../fixtures/gguf.js';
+import { FAST_SCRYPT_ENV, newSignedInUser, sendMessage } from '../support/web.js';
 import {
   logRecords,
   runCli,
@@ -41,7 +43,12 @@ describe('a generated GGUF model served in-process as the upstream "local"', () 
   before(async () => {
     writeTinyGguf(modelPath);
     palisade = await startPalisade({
-      env: { ...LOCAL_ENV, PALISADE_MODELS: modelPath, PALISADE_MAX_TOKENS: '16' },
+      env: {
+        ...LOCAL_ENV,
+        ...FAST_SCRYPT_ENV,
+        PALISADE_MODELS: modelPath,
+        PALISADE_MAX_TOKENS: '16',
+      },
     });
     client = new OpenAI({ apiKey: 'unused', baseURL: `${palisade.url}/v1`, maxRetries: 0 });
   });
@@ -171,6 +178,17 @@ describe('a generated GGUF model served in-process as the upstream "local"', () 
       ((await image.json()) as { error: { message: string } }).error.message,
       /text only/,
     );
+  });
+
+  test('the web chat answers with the local model, streamed', async () => {
+    const alice = await newSignedInUser(palisade, 'alice');
+    const created = await alice.post('/api/conversations', {});
+    assert.equal(created.status, 201, created.text);
+    const conversation = created.body as Conversation;
+    const events = await sendMessage(alice, conversation.id, { content: 'Hi', model: 'tiny' });
+    const text = events.flatMap((e) => (e.type === 'delta' ? [e.text] : [])).join('');
+    assert.ok(text.length > 0, 'streamed text');
+    assert.equal(events.at(-1)?.type, 'done');
   });
 
   test('the loopback port takes only the gateway: no token, no answer', async () => {
