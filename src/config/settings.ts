@@ -558,7 +558,7 @@ export const SETTINGS = {
   localThreads: {
     env: 'PALISADE_LOCAL_THREADS',
     default: 0,
-    help: 'CPU threads for embedded inference; 0 lets llama.cpp choose.',
+    help: 'CPU threads for embedded inference; 0: one per core. Tiny models run fastest on 1.',
     parse: integer(0, 1024),
   },
   localGpu: {
