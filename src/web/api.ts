@@ -302,6 +302,204 @@ async function stream(
   }
 }
 
+// Jobs (admin): templates from PALISADE_HOME/jobs.json and the built-ins, their runs and logs.
+
+export type JobParamType = 'integer' | 'enum' | 'string' | 'path';
+
+/** One parameter of a job template, as the form is generated from it. */
+export interface JobParam {
+  name: string;
+  type: JobParamType;
+  description?: string;
+  default?: string | number;
+  optional?: boolean;
+  /** integer */
+  min?: number;
+  max?: number;
+  /** enum */
+  values?: string[];
+  /** string: a regular expression the whole value must match. */
+  pattern?: string;
+  maxLength?: number;
+  /** path: the named folder the value is a path inside. */
+  folder?: string;
+  /** Written before the value as its own argument (`--tag VALUE`) when the value is given. */
+  flag?: string;
+}
+
+export interface JobTemplate {
+  name: string;
+  description: string;
+  builtin: boolean;
+  params: JobParam[];
+}
+
+export type JobRunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface JobRun {
+  id: string;
+  template: string;
+  params: Record<string, string | number>;
+  status: JobRunStatus;
+  /** 0..100 from the last `progress: N%` line, or null. */
+  progress: number | null;
+  exit_code: number | null;
+  signal: string | null;
+  /** Why it ended that way: "timed out after 2h", "cancelled by alice", … */
+  reason: string | null;
+  /** A username, or `cli` for runs started with `palisade jobs run`. */
+  created_by: string;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  log_bytes: number;
+}
+
+/** The server's verdict on one parameter of a refused run. */
+export interface JobParamProblem {
+  param: string;
+  message: string;
+}
+
+/** A run refused for its parameters (400 `invalid_params`): `details` name each field. */
+export class JobParamsError extends ApiError {
+  constructor(
+    base: ApiError,
+    readonly details: JobParamProblem[],
+  ) {
+    super(base.status, base.code, base.message, base.requestId, base.retryAfter);
+  }
+}
+
+/** Events of `GET /api/admin/jobs/runs/:id/events`. */
+export type JobRunEvent =
+  /** Log text; `id` is the byte offset after it, where a new connection resumes. */
+  | { type: 'log'; offset: number; text: string; id: string | null }
+  | { type: 'run'; run: JobRun }
+  /** The run finished; the stream closes after this. */
+  | { type: 'end'; run: JobRun };
+
+/** `failure()`, plus the per-parameter details of a 400 and a request id nested in `error`. */
+async function jobFailure(response: Response): Promise<ApiError> {
+  let details: JobParamProblem[] = [];
+  let nestedId: string | undefined;
+  try {
+    const body = (await response.clone().json()) as {
+      error?: { details?: unknown; request_id?: unknown };
+    };
+    if (typeof body.error?.request_id === 'string') nestedId = body.error.request_id;
+    if (Array.isArray(body.error?.details)) {
+      details = body.error.details.flatMap((item: unknown) => {
+        const { param, message } = (item ?? {}) as { param?: unknown; message?: unknown };
+        return typeof param === 'string' && typeof message === 'string' ? [{ param, message }] : [];
+      });
+    }
+  } catch {
+    // Not JSON: failure() keeps the status line.
+  }
+  let error = await failure(response);
+  if (error.requestId === undefined && nestedId !== undefined) {
+    error = new ApiError(error.status, error.code, error.message, nestedId, error.retryAfter);
+  }
+  return details.length > 0 ? new JobParamsError(error, details) : error;
+}
+
+async function startJobRun(body: {
+  template: string;
+  params: Record<string, string | number>;
+}): Promise<{ run: JobRun }> {
+  const path = '/api/admin/jobs/runs';
+  const response = await fetch(path, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { ...HEADERS, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    checkUnauthorized(path, response);
+    throw await jobFailure(response);
+  }
+  return (await response.json()) as { run: JobRun };
+}
+
+function jobEvent(event: string, id: string | null, data: string): JobRunEvent | undefined {
+  const parsed = JSON.parse(data) as Record<string, unknown>;
+  if (event === 'log') {
+    const text = typeof parsed.text === 'string' ? parsed.text : '';
+    const offset = typeof parsed.offset === 'number' ? parsed.offset : 0;
+    return { type: 'log', offset, text, id };
+  }
+  // `data` is the run itself; `{ run }` is accepted too.
+  const run = (parsed.run ?? parsed) as JobRun;
+  if (event === 'run') return { type: 'run', run };
+  if (event === 'end') return { type: 'end', run };
+  return undefined;
+}
+
+/**
+ * Follows a run's events until the stream closes or `signal` aborts. Read with fetch rather
+ * than EventSource, which cannot send the header every /api request needs; `lastEventId`
+ * resumes the log after that byte offset.
+ */
+async function followJobRun(
+  id: string,
+  options: { lastEventId?: string; signal: AbortSignal; onEvent: (event: JobRunEvent) => void },
+): Promise<void> {
+  const path = `/api/admin/jobs/runs/${encodeURIComponent(id)}/events`;
+  const response = await fetch(path, {
+    credentials: 'same-origin',
+    headers: {
+      ...HEADERS,
+      accept: 'text/event-stream',
+      ...(options.lastEventId === undefined ? {} : { 'last-event-id': options.lastEventId }),
+    },
+    signal: options.signal,
+  });
+  if (!response.ok || !response.body) {
+    checkUnauthorized(path, response);
+    throw await jobFailure(response);
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += value.replace(/\r\n?/g, '\n');
+    let end: number;
+    while ((end = buffered.indexOf('\n\n')) !== -1) {
+      const frame = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      let event = 'message';
+      let eventId: string | null = null;
+      const data: string[] = [];
+      for (const line of frame.split('\n')) {
+        // Lines starting with ':' are comments (keep-alives).
+        const colon = line.indexOf(':');
+        if (colon === 0) continue;
+        const field = colon === -1 ? line : line.slice(0, colon);
+        const text = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'event') event = text;
+        else if (field === 'id') eventId = text;
+        else if (field === 'data') data.push(text);
+      }
+      if (data.length === 0) continue;
+      const parsed = jobEvent(event, eventId, data.join('\n'));
+      if (parsed) options.onEvent(parsed);
+    }
+  }
+}
+
+async function jobRunLog(id: string, offset = 0): Promise<{ text: string; size: number | null }> {
+  const path = `/api/admin/jobs/runs/${encodeURIComponent(id)}/log?offset=${offset}`;
+  const response = await fetch(path, { credentials: 'same-origin', headers: HEADERS });
+  if (!response.ok) {
+    checkUnauthorized(path, response);
+    throw await jobFailure(response);
+  }
+  const size = Number(response.headers.get('x-log-size') ?? NaN);
+  return { text: await response.text(), size: Number.isFinite(size) ? size : null };
+}
+
 export const api = {
   // Sign-in
   authState: () => call<AuthState>('GET', '/api/auth/state'),
@@ -423,4 +621,26 @@ export const api = {
       `/api/admin/audit?${query}`,
     );
   },
+
+  // Jobs (admin)
+  /** `error` names a problem with jobs.json (and its fix); the built-ins are listed anyway. */
+  adminJobTemplates: () =>
+    call<{ templates: JobTemplate[]; error: string | null }>('GET', '/api/admin/jobs/templates'),
+  /** Newest first. */
+  adminJobRuns: (options: { limit?: number; before?: string } = {}) => {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.before !== undefined) query.set('before', options.before);
+    return call<{ runs: JobRun[] }>('GET', `/api/admin/jobs/runs?${query}`);
+  },
+  adminJobRun: (id: string) =>
+    call<{ run: JobRun }>('GET', `/api/admin/jobs/runs/${encodeURIComponent(id)}`),
+  /** Throws `JobParamsError` when the server refuses parameters. */
+  adminStartJob: startJobRun,
+  /** 409 when the run has already finished. */
+  adminCancelJob: (id: string) =>
+    call<{ run: JobRun }>('POST', `/api/admin/jobs/runs/${encodeURIComponent(id)}/cancel`, {}),
+  /** Up to 1 MB of the log from byte `offset`; `size` is the whole log's (X-Log-Size). */
+  adminJobLog: jobRunLog,
+  adminFollowJob: followJobRun,
 };

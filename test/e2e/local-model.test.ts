@@ -350,8 +350,7 @@ describe('model files that are not valid GGUF', () => {
     const bytes = tinyGguf();
     writeFileSync(join(dir, 'cut.gguf'), bytes.subarray(0, bytes.length - 1000));
     const result = await runCli(['serve', '--model', join(dir, 'cut.gguf'), '--home', tempHome()], {
-      ...LOCAL_ENV,
-      PALISADE_PORT: '0',
+      env: { ...LOCAL_ENV, PALISADE_PORT: '0' },
     });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /--model .*cut\.gguf is refused: .*past the end of the file/);

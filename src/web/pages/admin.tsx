@@ -1,23 +1,25 @@
 /**
- * The Admin page: users (and the instance-wide TOTP requirement), API keys, upstreams and the
- * audit log, one tab each. Only admins reach it; the server checks every call again.
+ * The Admin page: users (and the instance-wide TOTP requirement), API keys, upstreams, jobs and
+ * the audit log, one tab each. Only admins reach it; the server checks every call again.
  */
 import type { JSX } from 'preact';
 import { useRef, useState } from 'preact/hooks';
 import type { Me } from '../api.js';
 import { useTitle } from '../components/common.js';
 import { AuditPanel } from './admin/audit.js';
+import { JobsPanel } from './admin/jobs.js';
 import { KeysPanel } from './admin/keys.js';
 import { UpstreamsPanel } from './admin/upstreams.js';
 import { UsersPanel } from './admin/users.js';
 import './admin.css';
 
-type Tab = 'users' | 'keys' | 'upstreams' | 'audit';
+type Tab = 'users' | 'keys' | 'upstreams' | 'jobs' | 'audit';
 
 const TABS: { id: Tab; label: string }[] = [
   { id: 'users', label: 'Users' },
   { id: 'keys', label: 'API keys' },
   { id: 'upstreams', label: 'Upstreams' },
+  { id: 'jobs', label: 'Jobs' },
   { id: 'audit', label: 'Audit log' },
 ];
 
@@ -85,6 +87,7 @@ export function AdminPage(props: { me: Me }): JSX.Element {
         {tab === 'users' ? <UsersPanel me={props.me} /> : null}
         {tab === 'keys' ? <KeysPanel /> : null}
         {tab === 'upstreams' ? <UpstreamsPanel /> : null}
+        {tab === 'jobs' ? <JobsPanel /> : null}
         {tab === 'audit' ? <AuditPanel /> : null}
       </div>
     </div>
