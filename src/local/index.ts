@@ -17,6 +17,7 @@ export {
   modelsDirOf,
   removeModel,
   resolveModelPath,
+  ModelBusyError,
   ModelNameError,
   ModelNotFoundError,
   type ListedModel,
