@@ -24,16 +24,14 @@ export {
   type PartSidecar,
 } from './models-dir.js';
 export {
-  createProgressPrinter,
-  formatBytes,
   hfEndpoint,
   parseSource,
   pullModel,
   shaFromEtag,
   PullError,
-  type ProgressOutput,
   type PullOptions,
   type PullProgress,
   type PullResult,
   type PullSource,
 } from './pull.js';
+export { createProgressPrinter, formatBytes, type ProgressOutput } from './progress.js';

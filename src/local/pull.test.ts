@@ -18,15 +18,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { tinyGguf } from '../../test/fixtures/gguf.js';
-import {
-  createProgressPrinter,
-  formatBytes,
-  parseSource,
-  pullModel,
-  PullError,
-  shaFromEtag,
-  type PullProgress,
-} from './pull.js';
+import { createProgressPrinter, formatBytes } from './progress.js';
+import { parseSource, pullModel, PullError, shaFromEtag, type PullProgress } from './pull.js';
 
 const MODEL = tinyGguf({ seed: 7 });
 const MODEL_SHA = createHash('sha256').update(MODEL).digest('hex');
