@@ -80,6 +80,8 @@ export const DETAIL_FIELDS: ReadonlySet<string> = new Set([
   'version',
   'found',
   'template',
+  // A job's validated parameters as `name=value`; URLs in them lose userinfo and secret query values.
+  'params',
   'job_id',
   'exit_code',
   'signal',

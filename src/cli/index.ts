@@ -8,8 +8,10 @@ import { registerAnthropicCommands } from './anthropic.js';
 import { registerAuditCommands } from './audit.js';
 import { CliError } from './context.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerJobCommands } from './jobs.js';
 import { registerKeyCommands } from './keys.js';
 import { registerMcpCommand } from './mcp.js';
+import { registerModelCommands } from './models.js';
 import { registerMeshCommands } from './mesh.js';
 import { registerSecretCommands } from './secret.js';
 import { registerServeCommand } from './serve.js';
@@ -33,6 +35,8 @@ registerSecretCommands(program);
 registerDoctorCommand(program);
 registerMcpCommand(program);
 registerMeshCommands(program);
+registerJobCommands(program);
+registerModelCommands(program);
 
 /** Errors a user can fix print one line and no stack trace. */
 function fail(error: unknown): never {

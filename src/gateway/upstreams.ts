@@ -46,8 +46,12 @@ export interface RegistryOptions {
   logger: Logger;
   /** Upstreams from flags and PALISADE_UPSTREAMS; not stored. */
   configured: UpstreamSpec[];
-  /** The embedded model server, when one runs. */
-  local?: { name: string; url: string; apiKey: string };
+  /**
+   * The embedded model server, when one runs. It joins the upstreams while it has a model to
+   * serve (checked at every health check, so a pulled model is picked up) and leaves when it
+   * has none, so an empty models folder changes nothing for the other upstreams.
+   */
+  local?: { name: string; url: string; apiKey: string; hasModels: () => Promise<boolean> };
   healthIntervalMs: number;
   /** DNS lookup, replaceable in tests; every connection goes through the SSRF guard. */
   lookup?: Lookup;
@@ -278,9 +282,35 @@ export function createUpstreamRegistry(options: RegistryOptions) {
     options.onHealth?.(upstream);
   }
 
+  let localShadowed = false;
+  /** Brings the embedded model server into service while it has models, out when it has none. */
+  async function syncLocal(): Promise<void> {
+    const local = options.local;
+    if (!local) return;
+    const hasModels = await local.hasModels();
+    const current = upstreams.get(local.name);
+    if (hasModels && current === undefined) {
+      const upstream = await install(local.name, local.url, 'local', local.apiKey);
+      logger.info({ upstream: local.name }, 'embedded models in service');
+      await check(upstream);
+    } else if (hasModels && current !== undefined && current.source !== 'local' && !localShadowed) {
+      localShadowed = true;
+      logger.warn(
+        { upstream: local.name },
+        `embedded models are not served: another upstream is named "${local.name}"; rename it`,
+      );
+    } else if (!hasModels && current?.source === 'local') {
+      drop(local.name);
+      logger.info({ upstream: local.name }, 'no embedded model left: upstream removed');
+    }
+  }
+
   async function checkAll(): Promise<void> {
     await syncStore().catch((error: Error) =>
       logger.error({ err: error.message }, 'upstream sync failed'),
+    );
+    await syncLocal().catch((error: Error) =>
+      logger.error({ err: error.message }, 'embedded model sync failed'),
     );
     await Promise.all([...upstreams.values()].map(check));
   }
@@ -325,7 +355,9 @@ export function createUpstreamRegistry(options: RegistryOptions) {
     /** Installs configured and stored upstreams. A refused configured upstream throws. */
     async start(probe: boolean): Promise<void> {
       const local = options.local;
-      if (local) await install(local.name, local.url, 'local', local.apiKey);
+      if (local && (await local.hasModels())) {
+        await install(local.name, local.url, 'local', local.apiKey);
+      }
       for (const spec of options.configured) {
         if (upstreams.has(spec.name)) {
           throw new ConfigError(

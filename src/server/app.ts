@@ -44,6 +44,8 @@ export interface AppOptions {
   };
   /** Strict-Transport-Security to send on HTTPS responses, if any. */
   hsts?: { header: string; isHttps: (request: FastifyRequest) => boolean };
+  /** Jobs in status running, for /healthz (0 when there is no job runner). */
+  activeJobs?: () => number;
   /** True when the admin key check passes for /metrics from a non-loopback client. */
   isAdminRequest: (headers: Record<string, string | string[] | undefined>) => boolean;
 }
@@ -165,7 +167,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
       status: upstreams.some((u) => u.healthy) ? 'ok' : 'degraded',
       version: options.version,
       uptime_s: Math.floor((Date.now() - options.startedAt) / 1000),
-      active_jobs: 0,
+      active_jobs: options.activeJobs?.() ?? 0,
       upstreams: upstreams.map((u) => ({
         name: u.name,
         healthy: u.healthy,

@@ -28,6 +28,7 @@ import { admin, isTotpRequired as totpRequiredIn, settleKeyFiles } from '../admi
 import { chat } from '../chat/index.js';
 import { createUserSecrets, settings } from '../settings/index.js';
 import { createMesh, type Mesh } from '../mesh/index.js';
+import { createJobRunner, jobsRoutes } from '../jobs/index.js';
 import {
   createDispatcher,
   createUpstreamRegistry,
@@ -195,12 +196,22 @@ export async function startServer(
       cleanups.push(() => started.close());
     }
 
+    const catalog = local?.catalog;
     const registry = createUpstreamRegistry({
       store,
       masterKey,
       logger,
       configured: config.upstreams,
-      ...(local ? { local: { name: local.name, url: local.url, apiKey: local.apiKey } } : {}),
+      ...(local && catalog
+        ? {
+            local: {
+              name: local.name,
+              url: local.url,
+              apiKey: local.apiKey,
+              hasModels: async () => (await catalog.list()).length > 0,
+            },
+          }
+        : {}),
       healthIntervalMs: config.healthIntervalMs,
       lookup: options.lookup,
       connectLookup: options.connectLookup,
@@ -253,6 +264,16 @@ export async function startServer(
     const sessionPruner = setInterval(() => pruneSessions(store), 3_600_000);
     sessionPruner.unref();
     cleanups.push(() => clearInterval(sessionPruner));
+    const jobs = createJobRunner({
+      home: config.home,
+      store,
+      audit,
+      logger,
+      maxJobs: config.maxJobs,
+      killGraceMs: config.jobKillGraceMs,
+    });
+    jobs.start();
+    cleanups.push(() => jobs.close());
 
     const app = buildApp({
       config,
@@ -260,6 +281,7 @@ export async function startServer(
       metrics,
       version: VERSION,
       startedAt,
+      activeJobs: () => jobs.activeCount(),
       isAdminRequest: (headers) => {
         const presented = readPresentedKey(headers);
         if (presented === undefined) return false;
@@ -358,6 +380,7 @@ export async function startServer(
                 ...(options.lookup ? { lookup: options.lookup } : {}),
                 syncUpstreams: () => registry.syncStore({ force: true }),
               }),
+            async (api) => api.register(jobsRoutes, { prefix: '/admin/jobs', runner: jobs }),
           ],
         },
       },

@@ -20,6 +20,7 @@ test('the store opens in WAL mode, mode 0600, with every migration applied', asy
     'chat_usage',
     'conversation',
     'instance_setting',
+    'job_run',
     'login_challenge',
     'mesh_claim',
     'mesh_delivery',

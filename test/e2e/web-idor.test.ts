@@ -177,6 +177,12 @@ const CASES: Record<string, Case> = {
   'POST /api/admin/users/:id/reset-totp': { kind: 'admin' },
   'DELETE /api/admin/keys/:id': { kind: 'admin' },
   'DELETE /api/admin/upstreams/:name': { kind: 'admin' },
+  'GET /api/admin/jobs/runs/:id': { kind: 'admin' },
+  'HEAD /api/admin/jobs/runs/:id': { kind: 'admin' },
+  'POST /api/admin/jobs/runs/:id/cancel': { kind: 'admin' },
+  'GET /api/admin/jobs/runs/:id/log': { kind: 'admin' },
+  'HEAD /api/admin/jobs/runs/:id/log': { kind: 'admin' },
+  'GET /api/admin/jobs/runs/:id/events': { kind: 'admin' },
 };
 
 /** /api routes without a path parameter that act on the caller's own data. */

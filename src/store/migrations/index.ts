@@ -3,6 +3,7 @@ import * as m0001 from './0001-initial.js';
 import * as m0002 from './0002-anthropic-models.js';
 import * as m0003 from './0003-mesh.js';
 import * as m0004 from './0004-accounts-chat.js';
+import * as m0005 from './0005-jobs.js';
 
 /** Numbered, forward-only. Kysely runs them in name order and records each one. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '0002-anthropic-models': m0002,
   '0003-mesh': m0003,
   '0004-accounts-chat': m0004,
+  '0005-jobs': m0005,
 };

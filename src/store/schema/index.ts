@@ -3,6 +3,7 @@ import type * as chat from './chat.js';
 import type * as anthropicModel from './anthropic-model.js';
 import type * as apiKey from './api-key.js';
 import type * as auditEntry from './audit-entry.js';
+import type * as jobs from './jobs.js';
 import type * as mesh from './mesh.js';
 import type * as upstream from './upstream.js';
 
@@ -12,7 +13,8 @@ export type Database = apiKey.PartialDB &
   anthropicModel.PartialDB &
   mesh.PartialDB &
   account.PartialDB &
-  chat.PartialDB;
+  chat.PartialDB &
+  jobs.PartialDB;
 
 export type { ApiKeyRow, ApiKeyTable, KeyScope } from './api-key.js';
 export type { UpstreamRow, UpstreamTable } from './upstream.js';
@@ -37,4 +39,5 @@ export type {
   UserSecretRow,
 } from './account.js';
 export type { ChatMessageRow, ChatMessageStatus, ChatRole, ConversationRow } from './chat.js';
+export type { JobParamValue, JobRunRow, JobRunTable, JobStatus } from './jobs.js';
 export * from './types.js';
