@@ -50,6 +50,8 @@ export interface RunnerOptions {
   maxLogBytes?: number;
   /** How the built-in model download starts the CLI. */
   cli?: CliInvocation;
+  /** Told when a run has ended and been stored (a finished download refreshes the models). */
+  onFinish?: (run: { id: string; template: string; status: JobRun['status'] }) => void;
 }
 
 /** What a watcher of one run hears: its row changed, its log grew, or it finished. */
@@ -396,6 +398,7 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
     const view = current(run.id);
     if (view) tell(run.id, { type: 'end', run: view });
     for (const waiter of finishedWaiters) waiter();
+    options.onFinish?.({ id: run.id, template: run.template.name, status });
     pump();
   }
 

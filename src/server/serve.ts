@@ -271,6 +271,12 @@ export async function startServer(
       logger,
       maxJobs: config.maxJobs,
       killGraceMs: config.jobKillGraceMs,
+      // A pulled model is served at once rather than at the next health check.
+      onFinish: (run) => {
+        if (run.template === 'model-download' && run.status === 'succeeded') {
+          void registry.checkAll();
+        }
+      },
     });
     jobs.start();
     cleanups.push(() => jobs.close());
