@@ -1,7 +1,13 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Agent, request } from 'undici';
-import { homeFile, isLoopbackHost, loadConfig, type FlagValues } from '../config/index.js';
+import {
+  homeFile,
+  isLoopbackHost,
+  loadConfig,
+  type Config,
+  type FlagValues,
+} from '../config/index.js';
 import {
   assertUpstreamAllowed,
   guardedLookup,
@@ -11,6 +17,7 @@ import {
 } from '../gateway/index.js';
 import { isTotpRequired, keyFiles } from '../admin/index.js';
 import { listUsers } from '../auth/index.js';
+import { listModels, modelsDirOf } from '../local/index.js';
 import { readMeshEndpoint } from '../mesh/index.js';
 import { printRows, withContext, type GlobalOptions } from './context.js';
 
@@ -124,6 +131,8 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
       });
     }
 
+    checks.push(...(await modelChecks(ctx.config)));
+
     const box = upstreamKeyBox(ctx.masterKey);
     const upstreams = [
       ...ctx.config.upstreams.map((u) => ({ ...u, apiKey: undefined })),
@@ -154,6 +163,56 @@ async function diagnose(options: GlobalOptions): Promise<Check[]> {
   return checks;
 }
 
+/**
+ * The models folder (every .gguf passes the header check) and the embedded runtime (the
+ * prebuilt llama.cpp binary loads, and on which device), when embedded inference is on.
+ */
+async function modelChecks(config: Config): Promise<Check[]> {
+  if (!config.local && config.models.length === 0) {
+    return [{ check: 'models', ok: true, detail: 'embedded inference off (PALISADE_LOCAL=false)' }];
+  }
+  const checks: Check[] = [];
+  const listed = config.local ? await listModels(modelsDirOf(config.home)) : [];
+  const invalid = listed.filter((m) => m.status === 'invalid');
+  const ready = listed.filter((m) => m.status === 'ok').length;
+  const partial = listed.filter((m) => m.status === 'partial').length;
+  checks.push({
+    check: 'models',
+    ok: invalid.length === 0,
+    detail:
+      invalid.length > 0
+        ? invalid
+            .map(
+              (m) => `${m.name}: ${m.error ?? 'not valid GGUF'} (palisade models remove ${m.name})`,
+            )
+            .join('; ')
+        : `${ready} in ${modelsDirOf(config.home)}${partial > 0 ? `, ${partial} partial download(s)` : ''}${config.models.length > 0 ? `, ${config.models.length} named with --model` : ''}`,
+  });
+  try {
+    const { getLlama } = await import('node-llama-cpp');
+    const llama = await getLlama({
+      gpu:
+        config.localGpu === 'auto' ? 'auto' : config.localGpu === 'false' ? false : config.localGpu,
+      build: 'never',
+      skipDownload: true,
+      progressLogs: false,
+    });
+    checks.push({
+      check: 'embedded runtime',
+      ok: true,
+      detail: `llama.cpp prebuilt binary loads; device: ${llama.gpu === false ? 'CPU' : llama.gpu}`,
+    });
+    await llama.dispose();
+  } catch (error) {
+    checks.push({
+      check: 'embedded runtime',
+      ok: false,
+      detail: `${(error as Error).message.split('\n')[0]} (PALISADE_LOCAL_GPU=false uses the CPU build; npm install restores the binaries)`,
+    });
+  }
+  return checks;
+}
+
 /** Whether the agent mesh broker of `home` answers; never a failure, only a finding. */
 async function meshBrokerState(home: string): Promise<string> {
   const { url } = readMeshEndpoint(home);
@@ -174,7 +233,7 @@ async function meshBrokerState(home: string): Promise<string> {
 export function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check the installation: Node, home permissions, database, upstreams')
+    .description('check the installation: Node, home permissions, database, models, upstreams')
     .option('--json', 'print JSON')
     .action(async (_f: unknown, command: Command) => {
       const options = command.optsWithGlobals<{ json?: boolean } & GlobalOptions>();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -274,5 +274,43 @@ describe('palisade models', () => {
     assert.equal(result.code, 1);
     assert.match(result.stderr, /download refused: 169\.254\.169\.254 is a cloud metadata address/);
     assert.deepEqual(files(home), []);
+  });
+
+  test('doctor fails on a model file that is not GGUF, names the fix, and checks the runtime', async () => {
+    const home = tempHome('palisade-cli-models-');
+    mkdirSync(join(home, 'models'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(home, 'models', 'good.gguf'), MODEL);
+    writeFileSync(join(home, 'models', 'broken.gguf'), '<!doctype html><title>Not Found</title>');
+    const result = await runCli(['doctor', '--json', '--home', home], {
+      env: { PALISADE_LOCAL_GPU: 'false' },
+    });
+    assert.equal(result.code, 1, result.stderr);
+    const checks = JSON.parse(result.stdout) as Array<{
+      status: string;
+      check: string;
+      detail: string;
+    }>;
+    const models = checks.find((c) => c.check === 'models');
+    assert.equal(models?.status, 'FAIL');
+    assert.match(
+      models?.detail ?? '',
+      /^broken: .*not a GGUF model.*\(palisade models remove broken\)$/,
+    );
+    const runtime = checks.find((c) => c.check === 'embedded runtime');
+    assert.deepEqual(
+      [runtime?.status, runtime?.detail],
+      ['ok', 'llama.cpp prebuilt binary loads; device: CPU'],
+    );
+
+    writeFileSync(join(home, 'models', 'broken.gguf'), MODEL);
+    const healthy = await runCli(['doctor', '--json', '--home', home], {
+      env: { PALISADE_LOCAL_GPU: 'false' },
+    });
+    const after = JSON.parse(healthy.stdout) as Array<{
+      status: string;
+      check: string;
+      detail: string;
+    }>;
+    assert.match(after.find((c) => c.check === 'models')?.detail ?? '', /^2 in /);
   });
 });
