@@ -4,9 +4,9 @@
  * bench/results.json. See bench/README.md.
  *
  * Flags: --quick (short smoke run), --no-build (use dist/ as it is), --keep (keep the
- * temporary directory with the targets' logs), --only mesh|gateway (just the agent mesh, or
- * everything but it), --mesh-cpu-prof (run the mesh broker under `node --cpu-prof`; implies
- * --keep).
+ * temporary directory with the targets' logs), --only gateway|mesh|local (just the gateway
+ * targets, the agent mesh or the embedded model), --mesh-cpu-prof (run the mesh broker under
+ * `node --cpu-prof`; implies --keep).
  */
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -50,6 +50,14 @@ import {
   meshReport,
   type MeshSettings,
 } from './lib/mesh.js';
+import {
+  emptyLocalFigures,
+  judgeLocal,
+  localMarkdown,
+  localReport,
+  measureLocal,
+  type LocalSettings,
+} from './lib/local.js';
 import { measureStreamsRss, type RssSettings } from './lib/rss.js';
 import {
   buildPalisade,
@@ -68,14 +76,17 @@ import {
 import { measureThroughput, THROUGHPUT_CONNECTIONS, type ThroughputRun } from './lib/throughput.js';
 import { measureTtfb, type TtfbSettings } from './lib/ttfb.js';
 
-const ONLY = ['all', 'mesh', 'gateway'] as const;
+const ONLY = ['all', 'gateway', 'mesh', 'local'] as const;
 type Only = (typeof ONLY)[number];
+/** The parts of a run: `--only` picks one, `all` runs each in turn. */
+type Part = Exclude<Only, 'all'>;
+const runs = (only: Only, part: Part) => only === 'all' || only === part;
 
 interface Settings {
   quick: boolean;
   build: boolean;
   keep: boolean;
-  /** `mesh`: only the agent mesh; `gateway`: everything but it. */
+  /** One part (the gateway targets, the agent mesh or the embedded model), or all of them. */
   only: Only;
   throughput: { seconds: number; rounds: number; warmupSeconds: number; connections: number };
   paced: PacedSettings;
@@ -83,6 +94,7 @@ interface Settings {
   rss: RssSettings;
   messages: MessagesSettings;
   mesh: MeshSettings;
+  local: LocalSettings;
 }
 
 function readSettings(): Settings {
@@ -98,7 +110,7 @@ function readSettings(): Settings {
   const quick = values.quick;
   const only = values.only as Only;
   if (!ONLY.includes(only)) {
-    throw new Error(`--only takes ${ONLY.filter((o) => o !== 'all').join(' or ')}, not ${only}`);
+    throw new Error(`--only takes ${ONLY.filter((o) => o !== 'all').join(', ')}, not ${only}`);
   }
   const cpuProfile = values['mesh-cpu-prof'];
   return {
@@ -133,6 +145,19 @@ function readSettings(): Settings {
       drainMs: 10_000,
       textBytes: 128,
       cpuProfile,
+    },
+    local: {
+      contextLength: 2048,
+      generation: { maxTokens: quick ? 64 : 256, rounds: quick ? 3 : 7, warmup: quick ? 1 : 2 },
+      burst: {
+        requests: 20,
+        maxTokens: 64,
+        queueMaxTokens: 512,
+        rounds: quick ? 1 : 3,
+        parallel: [1, 4],
+        queueLimit: 5,
+        pollMs: 10,
+      },
     },
   };
 }
@@ -450,11 +475,43 @@ async function runMesh(ctx: BenchContext, settings: Settings, results: Results):
   judgeMesh(figures);
 }
 
+/**
+ * The embedded GGUF model: a tiny generated model in this process and through its own
+ * `palisade serve` per configuration (new home, nothing else running).
+ */
+async function runLocal(ctx: BenchContext, settings: Settings, results: Results): Promise<void> {
+  const figures = emptyLocalFigures(results.mode, results.machine, settings.local);
+  results.local = figures;
+  console.log(
+    '\nEmbedded model: a generated tiny GGUF, PALISADE_LOCAL_THREADS=1, PALISADE_LOCAL_GPU=false; ' +
+      'the client shares the cores',
+  );
+  const noted = (message: string) => {
+    note(ctx, results, message);
+    figures.problems.push(scrub(ctx, message));
+  };
+  try {
+    ensureBuilt(ctx, settings);
+    await measureLocal(ctx, settings.local, figures, noted);
+  } catch (error) {
+    const reason = scrub(ctx, (error as Error).message);
+    if (figures.skipped === null) noted(`local: ${reason}`);
+    else {
+      figures.skipped = reason;
+      console.log(`  skipped: ${reason}`);
+    }
+  }
+  figures.machine.loadAverageAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
+  judgeLocal(figures);
+}
+
 // ---------------------------------------------------------------- report
 
 function report(results: Results, only: Only): string {
   const mesh = results.mesh === null ? [] : ['', meshReport(results.mesh)];
+  const local = results.local === null ? [] : ['', localReport(results.local)];
   if (only === 'mesh') return mesh.join('\n').trimStart();
+  if (only === 'local') return local.join('\n').trimStart();
   const unavailable = TARGET_NAMES.flatMap((name) => {
     const status = results.targets[name];
     return status.status === 'unavailable' ? [`- ${name}: ${status.reason}`] : [];
@@ -476,6 +533,7 @@ function report(results: Results, only: Only): string {
     ...(unavailable.length > 0 ? ['', 'Unavailable targets:', ...unavailable] : []),
     ...(results.pacedSkipped ? ['', `Paced latency skipped: ${results.pacedSkipped}`] : []),
     ...mesh,
+    ...local,
   ].join('\n');
 }
 
@@ -489,13 +547,18 @@ function readPreviousResults(): Results | undefined {
 }
 
 /**
- * Writes results.json. A partial run keeps the other part's figures from the file: --only
- * mesh replaces just `mesh`, --only gateway keeps the previous `mesh`.
+ * Writes results.json. A partial run keeps the other parts' figures from the file: --only
+ * mesh replaces just `mesh`, --only local just `local`, --only gateway keeps the previous
+ * `mesh` and `local`.
  */
 function writeResults(results: Results, only: Only): void {
   const previous = only === 'all' ? undefined : readPreviousResults();
   if (only === 'mesh' && previous !== undefined) results = { ...previous, mesh: results.mesh };
-  if (only === 'gateway') results.mesh = previous?.mesh ?? null;
+  if (only === 'local' && previous !== undefined) results = { ...previous, local: results.local };
+  if (only === 'gateway') {
+    results.mesh = previous?.mesh ?? null;
+    results.local = previous?.local ?? null;
+  }
   const temporary = `${RESULTS_PATH}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(results, null, 2)}\n`);
   renameSync(temporary, RESULTS_PATH);
@@ -513,15 +576,17 @@ function replaceSection(text: string, name: string, body: string): string {
 
 /**
  * Replaces the README's results sections (between their markers) after a full run, formatted
- * as `prettier --check` expects: the gateway's unless --only mesh, the mesh's unless --only
- * gateway.
+ * as `prettier --check` expects: each part's section when that part ran.
  */
 async function updateReadme(results: Results, only: Only): Promise<void> {
   if (!existsSync(README_PATH)) return;
   let readme = readFileSync(README_PATH, 'utf8');
-  if (only !== 'mesh') readme = replaceSection(readme, 'results', gatewayMarkdown(results));
-  if (only !== 'gateway' && results.mesh !== null) {
+  if (runs(only, 'gateway')) readme = replaceSection(readme, 'results', gatewayMarkdown(results));
+  if (runs(only, 'mesh') && results.mesh !== null) {
     readme = replaceSection(readme, 'mesh-results', meshMarkdown(results.mesh));
+  }
+  if (runs(only, 'local') && results.local !== null) {
+    readme = replaceSection(readme, 'local-results', localMarkdown(results.local));
   }
   const options = (await prettier.resolveConfig(README_PATH)) ?? {};
   writeFileSync(README_PATH, await prettier.format(readme, { ...options, parser: 'markdown' }));
@@ -550,7 +615,7 @@ function gatewayMarkdown(results: Results): string {
 // ---------------------------------------------------------------- main
 
 async function measureAll(ctx: BenchContext, settings: Settings, results: Results): Promise<void> {
-  if (settings.only !== 'mesh') {
+  if (runs(settings.only, 'gateway')) {
     const targets = await startTargets(ctx, settings, results);
     await runThroughput(ctx, targets, settings, results);
     await runPaced(ctx, targets, settings, results);
@@ -560,14 +625,19 @@ async function measureAll(ctx: BenchContext, settings: Settings, results: Result
     // The mesh broker gets the machine to itself.
     await stopAll();
   }
-  if (settings.only !== 'gateway') await runMesh(ctx, settings, results);
+  if (runs(settings.only, 'mesh')) {
+    await runMesh(ctx, settings, results);
+    await stopAll();
+  }
+  // Likewise the embedded model, which keeps a core busy while it generates.
+  if (runs(settings.only, 'local')) await runLocal(ctx, settings, results);
 }
 
 async function main(): Promise<void> {
   installCleanup();
   const settings = readSettings();
   const wrk = wrkVersion();
-  if (wrk === undefined && settings.only !== 'mesh') console.log(WRK_MISSING);
+  if (wrk === undefined && runs(settings.only, 'gateway')) console.log(WRK_MISSING);
   const ctx: BenchContext = {
     root: ROOT,
     workDir: mkdtempSync(join(os.tmpdir(), 'palisade-bench-')),

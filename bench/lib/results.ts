@@ -1,5 +1,6 @@
 /** What one benchmark run found, the goals it is judged by, and how it is shown. */
 import os from 'node:os';
+import type { LocalFigures } from './local.js';
 import type { MeshFigures } from './mesh.js';
 import { ROUTE_NAMES, type PacedSummary } from './messages.js';
 import type { PacedRun } from './paced.js';
@@ -62,6 +63,8 @@ export interface Results {
   messages: MessagesFigures;
   /** The agent mesh broker, measured on its own `palisade serve` (bench/lib/mesh.ts). */
   mesh: MeshFigures | null;
+  /** The embedded GGUF model, measured on its own `palisade serve` (bench/lib/local.ts). */
+  local: LocalFigures | null;
   ratios: Record<string, number | null>;
   goals: Goal[];
   problems: string[];
@@ -102,6 +105,7 @@ export function emptyResults(
     rss: {},
     messages: { skipped: 'not run', throughput: {}, paced: {}, stream: {} },
     mesh: null,
+    local: null,
     ratios: {},
     goals: [],
     problems: [],

@@ -233,7 +233,18 @@ export async function upstreamError(
     if (snippet) message = `${message}: ${snippet}`;
   }
   const code4xx = status >= 400 && status < 600 ? status : 502;
-  return new HttpError(code4xx, code, message.slice(0, 2000), type ? { type } : {});
+  // A busy upstream's hint of when to come back is passed on, if it is a plain number of seconds.
+  const retryAfter = response.headers['retry-after'];
+  const headers: Record<string, string> =
+    (status === 429 || status === 503) &&
+    typeof retryAfter === 'string' &&
+    /^\d{1,6}$/.test(retryAfter)
+      ? { 'retry-after': retryAfter }
+      : {};
+  return new HttpError(code4xx, code, message.slice(0, 2000), {
+    ...(type ? { type } : {}),
+    headers,
+  });
 }
 
 /** Usage numbers an upstream reported. */

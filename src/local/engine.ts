@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type {
   ChatHistoryItem,
+  ChatWrapper,
   Llama,
   LlamaContext,
   LlamaContextSequence,
@@ -72,6 +73,8 @@ export class ContextLengthError extends Error {
 
 interface Loaded {
   model: LlamaModel;
+  /** Resolved once: working it out renders the model's Jinja template (hundreds of ms). */
+  chatWrapper: ChatWrapper;
   context: LlamaContext;
   contextSize: number;
   free: LlamaContextSequence[];
@@ -156,11 +159,13 @@ export function createEngine(options: EngineOptions) {
       });
       const free: LlamaContextSequence[] = [];
       for (let i = 0; i < options.parallel; i++) free.push(context.getSequence());
+      const { resolveChatWrapper } = await import('node-llama-cpp');
+      const chatWrapper = resolveChatWrapper(model);
       logger.info(
         { model: slot.source.id, ms: Date.now() - started, contextSize, gpu: runtime.gpu },
         'local model loaded',
       );
-      return { model, context, contextSize, free };
+      return { model, chatWrapper, context, contextSize, free };
     } catch (error) {
       await model.dispose();
       throw error;
@@ -269,7 +274,11 @@ export function createEngine(options: EngineOptions) {
             : { type: turn.role, text: turn.text },
         );
         history.push({ type: 'model', response: [] });
-        const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
+        const chat = new LlamaChat({
+          contextSequence: sequence,
+          chatWrapper: loaded.chatWrapper,
+          autoDisposeSequence: false,
+        });
         const meter = sequence.tokenMeter.getState();
         try {
           const result = await chat.generateResponse(history, {

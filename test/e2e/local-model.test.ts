@@ -306,6 +306,7 @@ describe('the embedded model under load and over time', () => {
       }),
     });
     assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get('retry-after'), '1', 'the hint is passed on');
     const body = (await refused.json()) as {
       error: { code: string; message: string };
       request_id: string;
