@@ -633,9 +633,15 @@ function RunDetail(props: {
   const headingRef = useRef<HTMLHeadingElement>(null);
   const now = useNow(run?.status === 'running');
 
+  // Answers can arrive out of order (the cancel request's reply after the stream's `end`):
+  // a finished run never goes back to an earlier state.
+  const latest = useRef(run);
   const update = (next: JobRun) => {
-    setRun(next);
-    onRun.current(next);
+    const previous = latest.current;
+    const kept = previous !== null && !isActive(previous) && isActive(next) ? previous : next;
+    latest.current = kept;
+    setRun(kept);
+    onRun.current(kept);
   };
 
   useEffect(() => {
