@@ -83,3 +83,19 @@ test('the master secret is never echoed in an error', () => {
     },
   );
 });
+
+test('a duration that sets a timer is refused past 24 days (Node would fire it at once)', () => {
+  assert.throws(
+    () => loadConfig({ env: { PALISADE_JOB_KILL_GRACE: '30d' } }),
+    /invalid PALISADE_JOB_KILL_GRACE: expected at most 24 days/,
+  );
+  assert.throws(
+    () => loadConfig({ env: { PALISADE_LOCAL_IDLE_UNLOAD: '25d' } }),
+    /invalid PALISADE_LOCAL_IDLE_UNLOAD: expected at most 24 days/,
+  );
+  assert.equal(
+    loadConfig({ env: { PALISADE_LOCAL_IDLE_UNLOAD: '24d' } }).localIdleUnloadMs,
+    24 * 86_400_000,
+  );
+  assert.equal(loadConfig({ env: { PALISADE_SESSION_TTL: '90d' } }).sessionTtlMs, 90 * 86_400_000);
+});

@@ -45,14 +45,23 @@ function positiveNumber(text: string): number {
   return result.data;
 }
 
-function duration(min: number) {
+/** The longest a Node timer can wait (about 24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+function duration(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (text: string): number => {
     const ms = parseDuration(text);
     if (ms === undefined || ms < min) {
       throw new Error(`expected a duration such as 90s, 15m, 12h or 30d (at least ${min}ms)`);
     }
+    if (ms > max) throw new Error('expected at most 24 days (the longest a timer can wait)');
     return ms;
   };
+}
+
+/** A duration that sets a timer. */
+function timer(min: number) {
+  return duration(min, MAX_TIMER_MS);
 }
 
 function bytes(min: number, max: number) {
@@ -342,25 +351,25 @@ export const SETTINGS = {
     env: 'PALISADE_UPSTREAM_TIMEOUT',
     default: 300_000,
     help: 'How long an upstream may take to send response headers before 504.',
-    parse: duration(100),
+    parse: timer(100),
   },
   streamIdleTimeoutMs: {
     env: 'PALISADE_STREAM_IDLE_TIMEOUT',
     default: 120_000,
     help: 'How long a response may go without a byte from upstream before it is cut.',
-    parse: duration(100),
+    parse: timer(100),
   },
   requestTimeoutMs: {
     env: 'PALISADE_REQUEST_TIMEOUT',
     default: 60_000,
     help: 'How long a client may take to send its whole request.',
-    parse: duration(100),
+    parse: timer(100),
   },
   headersTimeoutMs: {
     env: 'PALISADE_HEADERS_TIMEOUT',
     default: 10_000,
     help: 'How long a client may take to send its request headers.',
-    parse: duration(100),
+    parse: timer(100),
   },
   maxHeaderSize: {
     env: 'PALISADE_MAX_HEADER_SIZE',
@@ -372,13 +381,13 @@ export const SETTINGS = {
     env: 'PALISADE_HEALTH_INTERVAL',
     default: 15_000,
     help: 'How often upstreams are checked and their model lists refreshed.',
-    parse: duration(100),
+    parse: timer(100),
   },
   shutdownGraceMs: {
     env: 'PALISADE_SHUTDOWN_GRACE',
     default: 10_000,
     help: 'On SIGINT/SIGTERM, how long in-flight requests and streams may finish.',
-    parse: duration(0),
+    parse: timer(0),
   },
   anthropicModels: {
     env: 'PALISADE_ANTHROPIC_MODELS',
@@ -438,7 +447,7 @@ export const SETTINGS = {
     env: 'PALISADE_MESH_RETRY',
     default: 10_000,
     help: '(palisade mcp) How long a call waits for a mesh broker that is down or restarting.',
-    parse: duration(0),
+    parse: timer(0),
   },
   auth: {
     env: 'PALISADE_AUTH',
@@ -571,7 +580,7 @@ export const SETTINGS = {
     env: 'PALISADE_LOCAL_IDLE_UNLOAD',
     default: 900_000,
     help: 'An embedded model unused this long is unloaded from memory (loaded again on the next request).',
-    parse: duration(1000),
+    parse: timer(1000),
   },
   maxJobs: {
     env: 'PALISADE_MAX_JOBS',
@@ -583,7 +592,7 @@ export const SETTINGS = {
     env: 'PALISADE_JOB_KILL_GRACE',
     default: 10_000,
     help: 'After SIGTERM (cancel or timeout), how long a job may take to exit before SIGKILL.',
-    parse: duration(0),
+    parse: timer(0),
   },
   logLevel: {
     env: 'PALISADE_LOG_LEVEL',

@@ -1,6 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { GgufError, readGgufHeader, type GgufInfo } from './gguf.js';
+import { assertStaysInside, modelName } from './models-dir.js';
 
 /** One model the embedded upstream can serve. */
 export interface LocalModel {
@@ -33,6 +34,7 @@ export function modelIdOf(path: string): string {
 export async function createCatalog(options: CatalogOptions) {
   const checked = new Map<string, { size: number; mtimeMs: number; result: GgufInfo | Error }>();
   const flagged: LocalModel[] = [];
+  const refused = new Set<string>();
 
   async function check(path: string): Promise<{ info: GgufInfo | Error; modifiedMs: number }> {
     const stat = statSync(path);
@@ -92,6 +94,19 @@ export async function createCatalog(options: CatalogOptions) {
     for (const name of names.sort()) {
       if (!name.toLowerCase().endsWith('.gguf')) continue;
       const path = join(options.folder, name);
+      try {
+        // The same rules as `palisade models list`: a safe name, and no symlink out of the
+        // folder (a file elsewhere is served with --model instead).
+        modelName(name);
+        await assertStaysInside(options.folder, path);
+      } catch (error) {
+        if (!refused.has(path)) {
+          refused.add(path);
+          options.onInvalid?.(path, error as Error);
+        }
+        continue;
+      }
+      refused.delete(path);
       try {
         if (!statSync(path).isFile()) continue;
         const { info, modifiedMs } = await check(path);

@@ -17,6 +17,7 @@ import type {
 import type { LocalGpu } from '../config/index.js';
 import type { LocalModel } from './catalog.js';
 import { readGgufHeader } from './gguf.js';
+import { probeModel } from './probe.js';
 import { createRequestQueue, type RequestQueue } from './queue.js';
 
 export interface EngineOptions {
@@ -89,6 +90,8 @@ interface Slot {
   unloading?: Promise<void>;
   idleTimer?: NodeJS.Timeout;
   active: number;
+  /** Replaced by a newer file of the same name: unloaded as soon as its requests end. */
+  retired?: boolean;
 }
 
 export function createEngine(options: EngineOptions) {
@@ -125,8 +128,13 @@ export function createEngine(options: EngineOptions) {
 
   function slotFor(source: LocalModel): Slot {
     let slot = slots.get(source.id);
-    if (slot && slot.source.path !== source.path) {
-      void unload(slot);
+    if (
+      slot &&
+      (slot.source.path !== source.path || slot.source.modifiedMs !== source.modifiedMs)
+    ) {
+      // The file changed: new requests get the new one; the old one finishes what it has.
+      slot.retired = true;
+      if (slot.active === 0 && slot.queue.waiting === 0) void unload(slot);
       slot = undefined;
     }
     if (!slot) {
@@ -144,6 +152,7 @@ export function createEngine(options: EngineOptions) {
     if (slot.unloading) await slot.unloading;
     // The file may have changed since it was listed: check it again right before loading.
     const info = await readGgufHeader(slot.source.path);
+    await probeModel(slot.source.path);
     const runtime = await getRuntime();
     const started = Date.now();
     const model = await runtime.loadModel({
@@ -202,14 +211,16 @@ export function createEngine(options: EngineOptions) {
       slot.active -= 1;
       release();
       if (slot.active === 0 && slot.queue.waiting === 0 && !closed) {
+        if (slot.retired) return void unload(slot);
         slot.idleTimer = setTimeout(() => void unload(slot), options.idleUnloadMs);
         slot.idleTimer.unref();
       }
     };
     try {
-      slot.loaded ??= load(slot);
-      const loaded = await slot.loaded.catch((error: unknown) => {
-        slot.loaded = undefined;
+      const loading = (slot.loaded ??= load(slot));
+      const loaded = await loading.catch((error: unknown) => {
+        // Only the failed load is forgotten, not a newer one another request started since.
+        if (slot.loaded === loading) slot.loaded = undefined;
         throw error;
       });
       return { slot, loaded, done };
@@ -362,11 +373,14 @@ export function createEngine(options: EngineOptions) {
           }
           promptTokens += count;
         }
-        loaded.embedding ??= loaded.model.createEmbeddingContext({
+        const creating = (loaded.embedding ??= loaded.model.createEmbeddingContext({
           contextSize: loaded.contextSize,
           threads,
+        }));
+        const context = await creating.catch((error: unknown) => {
+          if (loaded.embedding === creating) loaded.embedding = undefined;
+          throw error;
         });
-        const context = await loaded.embedding;
         const vectors: number[][] = [];
         for (const input of inputs) {
           signal.throwIfAborted();

@@ -86,3 +86,13 @@ test('a random file of the right size with the magic is refused, not loaded', as
   bytes.writeUInt32LE(3, 4);
   await assert.rejects(readGgufHeader(fileOf(bytes)), GgufError);
 });
+
+test('a zero where llama.cpp divides or sizes tensors is refused (it would abort the process)', async () => {
+  const zeroHeads = tinyGguf({ heads: 4 });
+  const key = Buffer.from('llama.attention.head_count');
+  // The u32 value follows the key and its u32 type.
+  const at = zeroHeads.indexOf(key) + key.length + 4;
+  assert.equal(zeroHeads.readUInt32LE(at), 4);
+  zeroHeads.writeUInt32LE(0, at);
+  await refused(zeroHeads, /llama\.attention\.head_count is 0: it must be at least 1/);
+});

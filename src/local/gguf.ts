@@ -257,6 +257,7 @@ export async function readGgufHeader(path: string): Promise<GgufInfo> {
     }
 
     const architecture = text(metadata.get('general.architecture'));
+    if (architecture) checkHyperparameters(metadata, architecture);
     const context = architecture ? metadata.get(`${architecture}.context_length`) : undefined;
     const fileType = metadata.get('general.file_type');
     return {
@@ -274,6 +275,28 @@ export async function readGgufHeader(path: string): Promise<GgufInfo> {
     };
   } finally {
     await file.close();
+  }
+}
+
+/**
+ * Sizes llama.cpp divides by or builds tensors from: a zero there aborts the process inside
+ * the loader instead of failing the load. Per-layer arrays (some hybrids) are not checked.
+ */
+const POSITIVE_HYPERPARAMETERS = [
+  'block_count',
+  'embedding_length',
+  'attention.head_count',
+  'context_length',
+];
+
+function checkHyperparameters(metadata: Map<string, MetadataValue>, architecture: string): void {
+  for (const key of POSITIVE_HYPERPARAMETERS) {
+    const value = metadata.get(`${architecture}.${key}`);
+    if (value === undefined || typeof value === 'string') continue;
+    const number = Number(value);
+    if (!(number >= 1)) {
+      throw new GgufError(`${architecture}.${key} is ${String(value)}: it must be at least 1`);
+    }
   }
 }
 

@@ -7,13 +7,16 @@
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Catalog, LocalModel } from './catalog.js';
 import { ContextLengthError, type ChatTurn, type Engine, type Generated } from './engine.js';
 import { GgufError } from './gguf.js';
+import { ModelProbeError } from './probe.js';
 import { QueueFullError } from './queue.js';
 
 export interface LocalServerOptions {
+  logger: Logger;
   engine: Engine;
   catalog: Catalog;
   bodyLimit: number;
@@ -83,7 +86,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const expected = Buffer.from(`Bearer ${token}`);
 
   const server = createServer((request, response) => {
-    void handle(request, response).catch((error: unknown) => sendError(response, error));
+    void handle(request, response).catch((error: unknown) => {
+      logFailure(options.logger, error);
+      sendError(response, error);
+    });
   });
   server.keepAliveTimeout = 15_000;
 
@@ -184,7 +190,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       model: model.id,
       choices: [{ index: 0, delta, finish_reason: finish }],
     });
-    await stream(response, body.stream_options?.include_usage === true, {
+    await stream(options.logger, response, body.stream_options?.include_usage === true, {
       first: chunk({ role: 'assistant', content: '' }, null),
       piece: (text) => chunk({ content: text }, null),
       last: (result) => chunk({}, result.finishReason),
@@ -222,7 +228,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
         usage: usageOf(result),
       });
     }
-    await stream(response, body.stream_options?.include_usage === true, {
+    await stream(options.logger, response, body.stream_options?.include_usage === true, {
       piece: (textPiece) => choice(textPiece, null),
       last: (result) => choice('', result.finishReason),
       usage: (result) => ({
@@ -275,6 +281,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
 
 /** Writes an SSE answer: headers at once, then each piece as it is generated. */
 async function stream(
+  logger: Logger,
   response: ServerResponse,
   includeUsage: boolean,
   frames: {
@@ -305,6 +312,7 @@ async function stream(
     response.end('data: [DONE]\n\n');
   } catch (error) {
     if (!started) throw error;
+    logFailure(logger, error);
     const { status, body } = errorBody(error);
     response.end(`data: ${JSON.stringify({ ...body, status })}\n\n`);
   }
@@ -382,6 +390,12 @@ function errorBody(error: unknown): { status: number; body: object } {
   } else if (error instanceof GgufError) {
     code = 'model_invalid';
     message = `the model file is not valid GGUF: ${message}`;
+  } else if (error instanceof ModelProbeError) {
+    code = 'model_invalid';
+    message = `the model file cannot be served: ${message}`;
+  } else {
+    // Anything else may carry paths or internals: the detail goes to the server log only.
+    message = 'the embedded model failed to answer; the server log has the reason';
   }
   return {
     status,
@@ -409,6 +423,13 @@ function sendJson(
     ...headers,
   });
   response.end(payload);
+}
+
+/** Failures that are not the client's or the queue's go to the log, with their detail. */
+function logFailure(logger: Logger, error: unknown) {
+  if (errorBody(error).status >= 500 && !(error instanceof QueueFullError)) {
+    logger.error({ err: error }, 'embedded model request failed');
+  }
 }
 
 function sendError(response: ServerResponse, error: unknown) {

@@ -47,7 +47,7 @@ export async function startLocalUpstream(options: LocalUpstreamOptions): Promise
     files: options.files,
     ...(options.serveFolder ? { folder: join(options.home, 'models') } : {}),
     onInvalid: (path, error) =>
-      logger.warn({ file: path, err: error.message }, 'model file refused: not valid GGUF'),
+      logger.warn({ file: path, err: error.message }, 'model file in the models folder refused'),
   });
   const outcomes = options.metrics
     ? localMetrics(options.metrics, () => engine.stats())
@@ -63,6 +63,7 @@ export async function startLocalUpstream(options: LocalUpstreamOptions): Promise
     ...(outcomes ? { onOutcome: outcomes } : {}),
   });
   const server = await startLocalServer({
+    logger,
     engine,
     catalog,
     bodyLimit: options.bodyLimit,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
@@ -367,17 +367,22 @@ describe('model files that are not valid GGUF', () => {
     garbled.writeUInt32LE(7, 4);
     writeFileSync(join(models, 'garbled.gguf'), garbled);
     copyFileSync(join(models, 'good.gguf'), join(models, 'not-a-model.txt'));
+    // A symlink out of the folder is refused like `models list` refuses it (--model is for that).
+    const elsewhere = join(tempHome('palisade-elsewhere-'), 'outside.gguf');
+    writeTinyGguf(elsewhere);
+    symlinkSync(elsewhere, join(models, 'outside.gguf'));
     const palisade = await startPalisade({ home, env: LOCAL_ENV });
     try {
       const client = new OpenAI({ apiKey: 'unused', baseURL: `${palisade.url}/v1`, maxRetries: 0 });
       const listed = (await client.models.list()).data.map((m) => m.id);
       assert.deepEqual(listed, ['good']);
       const warnings = logRecords(palisade.logs).filter(
-        (r) => r.msg === 'model file refused: not valid GGUF',
+        (r) => r.msg === 'model file in the models folder refused',
       );
       assert.deepEqual(warnings.map((w) => String(w.file).split('/').at(-1)).sort(), [
         'garbled.gguf',
         'html.gguf',
+        'outside.gguf',
       ]);
       assert.match(
         String(warnings.find((w) => String(w.file).endsWith('html.gguf'))?.err),
@@ -389,6 +394,46 @@ describe('model files that are not valid GGUF', () => {
         max_tokens: 2,
       });
       assert.equal(answer.usage?.completion_tokens, 2);
+    } finally {
+      await palisade.close();
+    }
+  });
+
+  test('a file that passes the header check but crashes llama.cpp is refused, and the server lives on', async () => {
+    const home = tempHome();
+    const models = join(home, 'models');
+    mkdirSync(models, { recursive: true, mode: 0o700 });
+    writeTinyGguf(join(models, 'good.gguf'));
+    // No key-value heads: structurally fine, but llama.cpp aborts its process on it.
+    const crashing = tinyGguf();
+    const key = Buffer.from('llama.attention.head_count_kv');
+    crashing.writeUInt32LE(0, crashing.indexOf(key) + key.length + 4);
+    writeFileSync(join(models, 'crashing.gguf'), crashing);
+    const palisade = await startPalisade({ home, env: LOCAL_ENV });
+    try {
+      const ask = (model: string) =>
+        fetch(`${palisade.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model,
+            messages: [{ role: 'user', content: 'x' }],
+            max_tokens: 2,
+          }),
+        });
+      const refused = await ask('crashing');
+      assert.equal(refused.status, 500);
+      const body = (await refused.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, 'model_invalid');
+      assert.match(
+        body.error.message,
+        /cannot be served: llama\.cpp crashed \(SIGABRT\) loading it in a test process: .*GGML_ASSERT/,
+      );
+      assert.ok(!body.error.message.includes(home), 'no path in the answer');
+      const again = await ask('crashing');
+      assert.equal(again.status, 500, 'the verdict is kept');
+      const served = await ask('good');
+      assert.equal(served.status, 200, 'the server and the other model are fine');
     } finally {
       await palisade.close();
     }
