@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadConfig, prepareHome, type FlagValues } from '../config/index.js';
+import { loadConfig, parseBytes, prepareHome, type FlagValues } from '../config/index.js';
 import {
   createProgressPrinter,
   formatBytes,
@@ -12,12 +12,26 @@ import {
   removeModel,
   type PullProgress,
 } from '../local/index.js';
+import { DEFAULT_MAX_BYTES } from '../local/pull.js';
 import { CliError, printRows, type GlobalOptions } from './context.js';
 
 /** Models commands need only the home folder: no database, no key. */
 function homeOf(options: GlobalOptions): string {
   const flags: FlagValues = options.home ? { home: options.home } : {};
   return prepareHome(loadConfig({ flags, env: process.env }).home);
+}
+
+/** `--max-size`: a size in the settings' syntax (`512gb`, `300mb`, a byte count). */
+function maxSizeOf(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_MAX_BYTES;
+  const bytes = parseBytes(text);
+  if (bytes === undefined || bytes <= 0) {
+    throw new CliError(
+      `--max-size expects a size such as 512gb, 300mb or a byte count, not ${JSON.stringify(text.slice(0, 40))}`,
+      2,
+    );
+  }
+  return bytes;
 }
 
 function asCliError(error: unknown): unknown {
@@ -42,11 +56,22 @@ export function registerModelCommands(program: Command): void {
     .option('--name <name>', 'model name to save it as (default: the file name without .gguf)')
     .option('--sha256 <hex>', 'expected SHA-256 of the file; a mismatch deletes the download')
     .option('--force', 'replace an existing model of the same name')
+    .option(
+      '--max-size <size>',
+      'refuse a file larger than this (e.g. 512gb, 300mb; default 256gb)',
+    )
     .option('--quiet', 'print no progress')
     .action(async (source: string, _f: unknown, command: Command) => {
       const flags = command.optsWithGlobals<
-        { name?: string; sha256?: string; force?: boolean; quiet?: boolean } & GlobalOptions
+        {
+          name?: string;
+          sha256?: string;
+          force?: boolean;
+          quiet?: boolean;
+          maxSize?: string;
+        } & GlobalOptions
       >();
+      const maxBytes = maxSizeOf(flags.maxSize);
       const home = homeOf(flags);
       const tty = process.stdout.isTTY === true;
       const printer = flags.quiet ? undefined : createProgressPrinter(process.stdout);
@@ -72,6 +97,7 @@ export function registerModelCommands(program: Command): void {
           ...(flags.name !== undefined ? { name: flags.name } : {}),
           ...(flags.sha256 !== undefined ? { sha256: flags.sha256 } : {}),
           force: flags.force === true,
+          maxBytes,
           env: process.env,
           signal: stop.signal,
           ...(onProgress ? { onProgress } : {}),

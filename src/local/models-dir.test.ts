@@ -181,4 +181,22 @@ describe('the models folder', () => {
     await assert.rejects(removeModel(dir, 'link'), /outside the models folder/);
     assert.equal(readFileSync(outside, 'utf8'), 'precious');
   });
+
+  test('removeModel refuses a leftover that is not a regular file, and then removes nothing', async () => {
+    const dir = ensureModelsDir(newHome());
+    writeFileSync(join(dir, 'tiny.gguf'), tinyGguf());
+    mkdirSync(join(dir, 'tiny.gguf.part'));
+    await assert.rejects(
+      removeModel(dir, 'tiny'),
+      (error: unknown) =>
+        error instanceof ModelNameError &&
+        /tiny\.gguf\.part is not a regular file; nothing was removed/.test(error.message),
+    );
+    assert.ok(existsSync(join(dir, 'tiny.gguf')), 'the model is still there');
+    assert.ok(existsSync(join(dir, 'tiny.gguf.part')));
+
+    mkdirSync(join(dir, 'folder.gguf'));
+    await assert.rejects(removeModel(dir, 'folder'), ModelNameError);
+    assert.ok(existsSync(join(dir, 'folder.gguf')));
+  });
 });

@@ -261,21 +261,29 @@ export async function removeModel(dir: string, name: string): Promise<string[]> 
       `a pull of "${modelName(name)}" is running (pid ${pid}); stop it first, then remove the model`,
     );
   }
-  const removed: string[] = [];
+  // Everything is checked before anything is deleted, so a refusal leaves the model whole.
+  const doomed: string[] = [];
   const model = await lstat(path).catch(() => undefined);
   if (model !== undefined) {
     // The file itself is unlinked, never what a symlink points at; still, a link leading out of
     // the folder was not put there by palisade, so it is left for the operator to look at.
     await assertStaysInside(dir, path);
-    await rm(path);
-    removed.push(file);
+    doomed.push(file);
   }
   for (const leftover of [file + PART_SUFFIX, file + SIDECAR_SUFFIX, file + LOCK_SUFFIX]) {
     const stats = await lstat(join(dir, leftover)).catch(() => undefined);
     if (stats === undefined) continue;
-    if (!stats.isFile()) throw new ModelNameError(`${leftover} is not a regular file`);
-    await rm(join(dir, leftover));
-    removed.push(leftover);
+    if (!stats.isFile()) {
+      throw new ModelNameError(
+        `${leftover} is not a regular file; nothing was removed (look at it and delete it by hand)`,
+      );
+    }
+    doomed.push(leftover);
+  }
+  const removed: string[] = [];
+  for (const name of doomed) {
+    await rm(join(dir, name));
+    removed.push(name);
   }
   if (removed.length === 0) {
     throw new ModelNotFoundError(

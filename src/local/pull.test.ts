@@ -13,13 +13,22 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, LookupFunction } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type LookupFunction } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { tinyGguf } from '../../test/fixtures/gguf.js';
+import { parseBytes } from '../config/units.js';
 import { createProgressPrinter, formatBytes } from './progress.js';
-import { parseSource, pullModel, PullError, shaFromEtag, type PullProgress } from './pull.js';
+import {
+  DEFAULT_MAX_BYTES,
+  parseSource,
+  pullModel,
+  PullError,
+  redirectDowngrade,
+  shaFromEtag,
+  type PullProgress,
+} from './pull.js';
 
 const MODEL = tinyGguf({ seed: 7 });
 const MODEL_SHA = createHash('sha256').update(MODEL).digest('hex');
@@ -703,5 +712,302 @@ describe('redirects, tokens and the SSRF guard', () => {
       /cannot resolve nowhere\.test \(ENOTFOUND\)/,
     );
     assert.deepEqual(asked, ['models.test', 'rebind.test', 'nowhere.test']);
+  });
+});
+
+type Framing = 'length' | 'chunked' | 'eof';
+
+/**
+ * A raw HTTP/1.1 server that answers each request in one write and then closes the connection
+ * (FIN), the way small file servers do: `Connection: close` with a Content-Length, a chunked
+ * body, or a body that ends with the connection. `truncate` sends only that many body bytes.
+ */
+async function closingServer(framing: Framing, body: Buffer, truncate?: number) {
+  const server = createTcpServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () => {
+      const sent = truncate === undefined ? body : body.subarray(0, truncate);
+      const head = [
+        'HTTP/1.1 200 OK',
+        'Content-Type: application/octet-stream',
+        'Connection: close',
+      ];
+      let payload = sent;
+      if (framing === 'length') head.push(`Content-Length: ${body.length}`);
+      if (framing === 'chunked') {
+        head.push('Transfer-Encoding: chunked');
+        payload = Buffer.concat([
+          Buffer.from(`${sent.length.toString(16)}\r\n`),
+          sent,
+          Buffer.from(truncate === undefined ? '\r\n0\r\n\r\n' : ''),
+        ]);
+      }
+      socket.end(Buffer.concat([Buffer.from(head.join('\r\n') + '\r\n\r\n'), payload]));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const closing = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+  servers.push(closing);
+  return closing;
+}
+
+describe('servers that close the connection after each reply', () => {
+  for (const framing of ['length', 'chunked', 'eof'] as const) {
+    test(`20 pulls in a row succeed (${framing === 'eof' ? 'body ends with the connection' : framing})`, async () => {
+      const { url } = await closingServer(framing, MODEL);
+      for (let i = 0; i < 20; i++) {
+        const home = newHome();
+        const progress: PullProgress[] = [];
+        // Half with a progress callback, half without (the CLI's --quiet).
+        const result = await pullModel({
+          home,
+          source: `${url}/m.gguf`,
+          ...(i % 2 === 0 ? { onProgress: (p: PullProgress) => progress.push(p) } : {}),
+        });
+        assert.equal(result.sha256, MODEL_SHA, `pull ${i}`);
+        assert.ok(readFileSync(result.path).equals(MODEL));
+        assert.deepEqual(modelsOf(home), ['m.gguf']);
+        if (i % 2 === 0) assert.equal(progress.at(-1)?.done, true);
+      }
+    });
+  }
+
+  test('a body cut short by the closing server is an interruption, and resumable', async () => {
+    for (const framing of ['length', 'chunked'] as const) {
+      const { url } = await closingServer(framing, MODEL, 100_000);
+      const home = newHome();
+      await pullFails(
+        pullModel({ home, source: `${url}/m.gguf` }),
+        /download interrupted at .*run the same command again to resume/,
+      );
+      assert.deepEqual(modelsOf(home), ['m.gguf.part', 'm.gguf.part.json'], framing);
+    }
+  });
+});
+
+describe('timeouts and cancelling', () => {
+  test('a server that stalls before the headers or inside the body is given up on', async () => {
+    const files = await server({
+      '/silent.gguf': () => undefined,
+      '/stalls.gguf': (_q, res) => {
+        res.writeHead(200, { 'content-length': String(MODEL.length) });
+        res.write(MODEL.subarray(0, 10_000));
+      },
+    });
+    const home = newHome();
+    await pullFails(
+      pullModel({ home, source: `${files.url}/silent.gguf`, timeoutMs: 200 }),
+      /did not answer in time \(ETIMEDOUT\)/,
+    );
+    await pullFails(
+      pullModel({ home, source: `${files.url}/stalls.gguf`, timeoutMs: 200 }),
+      /download interrupted at 10\.0 kB of [\d.]+ kB: 127\.0\.0\.1:\d+ stopped sending; run the same command again to resume/,
+    );
+    assert.deepEqual(modelsOf(home), ['stalls.gguf.part', 'stalls.gguf.part.json']);
+  });
+
+  test('an abort signal cancels a download in progress', async () => {
+    const files = await server({ '/slow.gguf': serveFile({ body: MODEL, cutAfter: 10_000 }) });
+    const stop = new AbortController();
+    await pullFails(
+      pullModel({
+        home: newHome(),
+        source: `${files.url}/slow.gguf`,
+        signal: stop.signal,
+        onProgress: (p) => {
+          if (p.bytes > 0) stop.abort();
+        },
+      }),
+      /download interrupted at .*: cancelled/,
+    );
+    await pullFails(
+      pullModel({ home: newHome(), source: `${files.url}/slow.gguf`, signal: stop.signal }),
+      /download cancelled/,
+    );
+  });
+});
+
+describe('size limit and free space', () => {
+  test('the default limit is --max-size 256gb in the settings syntax', () => {
+    assert.equal(DEFAULT_MAX_BYTES, parseBytes('256gb'));
+  });
+
+  test('a Content-Length over maxBytes is refused before the body is read; nothing is kept', async () => {
+    const files = await server({ '/m.gguf': serveFile({ body: MODEL }) });
+    const home = newHome();
+    await pullFails(
+      pullModel({ home, source: `${files.url}/m.gguf`, maxBytes: 100_000 }),
+      new RegExp(
+        `m\\.gguf is ${formatBytes(MODEL.length).replace('.', '\\.')}, over the size limit of 100\\.0 kB; ` +
+          'nothing was kept\\. Pass --max-size SIZE',
+      ),
+    );
+    assert.deepEqual(modelsOf(home), []);
+    const ok = await pullModel({ home, source: `${files.url}/m.gguf`, maxBytes: MODEL.length });
+    assert.ok(readFileSync(ok.path).equals(MODEL), 'a file exactly at the limit is accepted');
+  });
+
+  test('a body of unknown length is stopped at maxBytes and the part deleted', async () => {
+    const files = await server({ '/m.gguf': serveFile({ body: MODEL, chunked: true }) });
+    const home = newHome();
+    const progress: PullProgress[] = [];
+    await pullFails(
+      pullModel({
+        home,
+        source: `${files.url}/m.gguf`,
+        maxBytes: 200_000,
+        onProgress: (p) => progress.push(p),
+      }),
+      /m\.gguf is larger than the size limit of 200\.0 kB \(the server did not say its size\); the download was deleted/,
+    );
+    assert.deepEqual(modelsOf(home), []);
+    assert.ok(progress.every((p) => p.bytes <= 200_000));
+  });
+
+  test('a resumed download whose total is over maxBytes is refused and the part deleted', async () => {
+    const files = await server({ '/m.gguf': serveFile({ body: MODEL, cutAfter: 100_000 }) });
+    const home = newHome();
+    await pullFails(pullModel({ home, source: `${files.url}/m.gguf` }), /interrupted/);
+    assert.deepEqual(modelsOf(home), ['m.gguf.part', 'm.gguf.part.json']);
+    await pullFails(
+      pullModel({ home, source: `${files.url}/m.gguf`, maxBytes: 300_000 }),
+      /over the size limit of 300\.0 kB; nothing was kept/,
+    );
+    assert.equal(files.requests('/m.gguf')[1]?.headers.range?.startsWith('bytes='), true);
+    assert.deepEqual(modelsOf(home), []);
+  });
+
+  test('a limit that is not a positive byte count is a usage error', async () => {
+    for (const maxBytes of [0, -1, 1.5, Number.NaN]) {
+      await pullFails(
+        pullModel({ home: newHome(), source: 'http://127.0.0.1:1/m.gguf', maxBytes }),
+        /--max-size/,
+        2,
+      );
+    }
+  });
+
+  test('a file that does not fit on the disk is refused with both numbers; a part is kept', async () => {
+    const huge = 10 ** 15; // 1 PB: more than this disk has free.
+    const claims: Handler = (req, res) => {
+      const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
+      const etag = `"${createHash('md5').update(MODEL).digest('hex')}"`;
+      if (range) {
+        res.writeHead(206, {
+          etag,
+          'content-range': `bytes ${range[1]}-${huge - 1}/${huge}`,
+          'content-length': String(huge - Number(range[1])),
+        });
+      } else {
+        res.writeHead(200, { etag, 'content-length': String(huge) });
+      }
+      res.write(MODEL.subarray(0, 1000));
+    };
+    const files = await server({ '/big.gguf': claims });
+    const home = newHome();
+    const noRoom =
+      /not enough free space in the models folder: 1\.0 PB still to download, [\d.]+ [kMGT]?B free \([\d.]+ [kMG]?B is kept spare\); free some space and run the same command again/;
+    await pullFails(
+      pullModel({ home, source: `${files.url}/big.gguf`, maxBytes: 2 * huge }),
+      noRoom,
+    );
+    assert.deepEqual(modelsOf(home), []);
+
+    const dir = join(home, 'models');
+    writeFileSync(join(dir, 'big.gguf.part'), MODEL.subarray(0, 1000));
+    const etag = `"${createHash('md5').update(MODEL).digest('hex')}"`;
+    writeFileSync(
+      join(dir, 'big.gguf.part.json'),
+      JSON.stringify({ url: `${files.url}/big.gguf`, etag, total: huge }),
+    );
+    await pullFails(
+      pullModel({ home, source: `${files.url}/big.gguf`, maxBytes: 2 * huge }),
+      /not enough free space .* run the same command again to resume/,
+    );
+    assert.deepEqual(modelsOf(home), ['big.gguf.part', 'big.gguf.part.json'], 'the part stays');
+  });
+});
+
+describe('downgrades and secrets in URLs', () => {
+  test('a redirect from https to plain http is refused unless the source was http', () => {
+    const https = new URL('https://hub.example/m.gguf');
+    const http = new URL('http://cdn.example/blob');
+    assert.match(
+      redirectDowngrade(https, https, http) ?? '',
+      /^hub\.example redirected from https to plain http \(cdn\.example\); the download was refused/,
+    );
+    assert.equal(redirectDowngrade(https, https, new URL('https://cdn.example/b')), undefined);
+    const plain = new URL('http://files.example/m.gguf');
+    assert.equal(redirectDowngrade(plain, new URL('https://x.example/a'), http), undefined);
+    assert.equal(redirectDowngrade(plain, plain, http), undefined);
+  });
+
+  test('no message, notice or progress shows the query string of a signed URL', async () => {
+    const secret = 'X-Amz-Signature=s3cr3t&token=t0ps3cr3t';
+    const html = Buffer.from('<!doctype html><title>Sign in</title>'.repeat(50));
+    const routes: Record<string, Handler> = {
+      '/missing.gguf': (_q, res) => res.writeHead(404).end(),
+      // A server that echoes the request URL in its error header.
+      '/echo.gguf': (req, res) => res.writeHead(500, { 'x-error-message': req.url ?? '' }).end(),
+      '/login.gguf': serveFile({ body: html }),
+      '/cut.gguf': serveFile({ body: MODEL, cutAfter: 50_000, cuts: 99 }),
+      '/sum.gguf': serveFile({ body: MODEL }),
+      '/big.gguf': serveFile({ body: MODEL }),
+      '/meta.gguf': redirect(`http://169.254.169.254/m.gguf?${secret}`),
+      '/bounce.gguf': redirect(`/missing.gguf?cdn=${secret}`),
+      '/bad.gguf': redirect(`http://[::1/m.gguf?${secret}`),
+    };
+    const files = await server(routes);
+    const home = newHome();
+    const said: string[] = [];
+    const cases: Array<[string, Partial<Parameters<typeof pullModel>[0]>]> = [
+      ['missing', {}],
+      ['echo', {}],
+      ['login', {}],
+      ['cut', {}],
+      ['cut', {}],
+      ['sum', { sha256: 'ab'.repeat(32) }],
+      ['big', { maxBytes: 1000 }],
+      ['meta', {}],
+      ['bounce', {}],
+      ['bad', {}],
+    ];
+    for (const [name, extra] of cases) {
+      await assert.rejects(
+        pullModel({
+          home,
+          source: `${files.url}/${name}.gguf?${secret}`,
+          onNotice: (t) => said.push(t),
+          onProgress: (p) => said.push(JSON.stringify(p)),
+          ...extra,
+        }),
+        (error: unknown) => {
+          assert.ok(error instanceof PullError, String(error));
+          said.push(error.message);
+          return true;
+        },
+      );
+    }
+    await assert.rejects(
+      pullModel({ home, source: `http://127.0.0.1:1/m.gguf?${secret}` }),
+      (error: Error) => (said.push(error.message), true),
+    );
+    const all = said.join('\n');
+    assert.match(all, /resuming at/, 'the second cut pull resumed');
+    assert.match(
+      all,
+      /\(HTTP 500\) \(\/echo\.gguf\)/,
+      'the echoed header is kept, minus the query',
+    );
+    for (const word of ['s3cr3t', 't0ps3cr3t', 'X-Amz-Signature']) {
+      assert.ok(!all.includes(word), `"${word}" shown in:\n${all}`);
+    }
+    // The sidecar (mode 0600) still records the whole URL, so the resume asks for the same file.
+    const sidecar = join(home, 'models', 'cut.gguf.part.json');
+    assert.equal(JSON.parse(readFileSync(sidecar, 'utf8')).url, `${files.url}/cut.gguf?${secret}`);
+    assert.equal(statSync(sidecar).mode & 0o777, 0o600);
   });
 });

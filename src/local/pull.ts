@@ -4,13 +4,19 @@
  * came from); only a complete, checksum-verified file with a valid GGUF header is renamed to
  * `NAME.gguf`. The same code runs as a job started from the dashboard, so every connection
  * goes through the gateway's SSRF guard.
+ *
+ * The transfer uses node:http(s), not undici: undici 7's HTTP/1 parser, paused by backpressure
+ * when the server closes the connection, throws an uncatchable AssertionError
+ * (nodejs/undici#5360, fixed in 8.6.0, which needs Node 22). Node's parser pauses the socket
+ * instead, which a closing server cannot upset.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { lstat, open, rename, rm, statfs, type FileHandle } from 'node:fs/promises';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
-import { Agent, request, type Dispatcher } from 'undici';
 import { writePrivateFile } from '../config/index.js';
 import { checkUpstreamUrl, guardedLookup, SsrfError, type SsrfPolicy } from '../gateway/index.js';
 import { readGgufHeader, type GgufInfo } from './gguf.js';
@@ -32,6 +38,11 @@ import { formatBytes } from './progress.js';
 
 export const DEFAULT_HF_ENDPOINT = 'https://huggingface.co';
 export const MAX_REDIRECTS = 5;
+/** The default `maxBytes` (`--max-size 256gb`): larger than any model file published today. */
+export const DEFAULT_MAX_BYTES = 256 * 1024 ** 3;
+/** Space left free on the models folder's disk: 1 GB, or 5% of the disk if that is less. */
+const SPARE_BYTES = 1_000_000_000;
+const SPARE_SHARE = 0.05;
 
 /** A pull that failed; `exitCode` 2 for usage mistakes (bad source or name), 1 otherwise. */
 export class PullError extends Error {
@@ -185,8 +196,10 @@ export interface PullOptions {
   /** DNS lookup under the SSRF guard (tests); default dns.lookup. */
   lookup?: LookupFunction;
   ssrf?: SsrfPolicy;
-  /** Time allowed for the response headers, and for each pause in the body. */
+  /** Time allowed for the connection, the response headers, and each pause in the body. */
   timeoutMs?: number;
+  /** The largest file accepted (whole file, resumed bytes included); default 256 GiB. */
+  maxBytes?: number;
 }
 
 export interface PullResult {
@@ -217,7 +230,7 @@ export function shaFromEtag(value: string | undefined): string | undefined {
   return SHA256.test(hex) ? hex : undefined;
 }
 
-function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
@@ -239,7 +252,26 @@ function shown(value: string): string {
 export async function pullModel(options: PullOptions): Promise<PullResult> {
   const env = options.env ?? process.env;
   const source = parseSource(options.source, env);
+  // Every URL asked for; the query string of a signed one is a credential no message may show.
+  const visited = [source.url];
+  try {
+    return await pull(options, source, env, visited);
+  } catch (error) {
+    throw scrubbed(error, visited);
+  }
+}
+
+async function pull(
+  options: PullOptions,
+  source: PullSource,
+  env: NodeJS.ProcessEnv,
+  visited: URL[],
+): Promise<PullResult> {
   const expectedFlag = options.sha256 !== undefined ? normalizeSha(options.sha256) : undefined;
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
+    throw new PullError('the size limit (--max-size) must be a positive number of bytes', 2);
+  }
   const name = targetName(source, options.name);
   let dir: string;
   try {
@@ -261,11 +293,11 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   const token = env.HF_TOKEN?.trim() || undefined;
   const tokenOrigin = token !== undefined ? hfEndpoint(env).origin : undefined;
   const unlock = await lockPart(target + LOCK_SUFFIX, name);
-  const agent = new Agent({
-    connect: { lookup: guardedLookup(options.lookup, options.ssrf), timeout: 30_000 },
-    headersTimeout: options.timeoutMs ?? 60_000,
-    bodyTimeout: options.timeoutMs ?? 60_000,
-  });
+  const transport: Transport = {
+    lookup: guardedLookup(options.lookup, options.ssrf),
+    timeoutMs: options.timeoutMs ?? 60_000,
+    signal: options.signal,
+  };
   try {
     let resume: Resume | undefined;
     try {
@@ -275,7 +307,8 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       throw diskError(error, `cannot reuse or remove the partial download ${file}${PART_SUFFIX}`);
     }
     let attempt = await fetchFinal(source, {
-      agent,
+      visited,
+      transport,
       token,
       tokenOrigin,
       signal: options.signal,
@@ -284,12 +317,13 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     });
     if (resume !== undefined && attempt.response.statusCode === 416) {
       // The part is no prefix the server recognises (already complete, or the file shrank).
-      await attempt.response.body.dump();
+      attempt.response.destroy();
       options.onNotice?.('the server refused to resume; starting again from the beginning');
       await discardPart(partPath, sidecarPath);
       resume = undefined;
       attempt = await fetchFinal(source, {
-        agent,
+        visited,
+        transport,
         token,
         tokenOrigin,
         signal: options.signal,
@@ -297,9 +331,9 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       });
     }
     const { response, url, etagSha } = attempt;
-    const status = response.statusCode;
+    const status = response.statusCode ?? 0;
     if (status !== 200 && status !== 206) {
-      await response.body.dump().catch(() => undefined);
+      response.destroy();
       throw statusError(status, response.headers, source, token !== undefined);
     }
     let offset = 0;
@@ -307,7 +341,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     if (status === 206) {
       const range = parseContentRange(header(response.headers, 'content-range'));
       if (resume === undefined || range === undefined || range.start !== resume.size) {
-        await response.body.dump().catch(() => undefined);
+        response.destroy();
         await discardPart(partPath, sidecarPath);
         throw new PullError(
           `${url.host} answered a range that was not asked for; run the same command again`,
@@ -319,6 +353,22 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       options.onNotice?.(
         'the server sent the whole file (it changed, or does not support resuming); starting again',
       );
+    }
+    if (total !== undefined && total > maxBytes) {
+      response.destroy();
+      await discardPart(partPath, sidecarPath);
+      throw new PullError(
+        `${source.display} is ${formatBytes(total)}, over the size limit of ${formatBytes(maxBytes)}; ` +
+          'nothing was kept. Pass --max-size SIZE (for example --max-size 512gb) to allow it',
+      );
+    }
+    if (total !== undefined) {
+      try {
+        await assertFreeSpace(dir, total - offset, offset > 0);
+      } catch (error) {
+        response.destroy();
+        throw error;
+      }
     }
     if (offset > 0) {
       options.onNotice?.(
@@ -342,7 +392,10 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       offset,
       hash,
       total,
+      maxBytes,
+      display: source.display,
       host: url.host,
+      signal: options.signal,
       onProgress: options.onProgress,
     });
     const sha256 = hash.digest('hex');
@@ -382,8 +435,52 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       info,
     };
   } finally {
-    await agent.close().catch(() => undefined);
     await unlock();
+  }
+}
+
+/**
+ * Refuses a download that would leave less than the spare space free: `needed` more bytes must
+ * fit with 1 GB (or 5% of the disk, if less) to spare. A disk whose size cannot be read is not
+ * checked (a write that runs out of space still fails with ENOSPC).
+ */
+async function assertFreeSpace(dir: string, needed: number, resuming: boolean): Promise<void> {
+  const disk = await statfs(dir).catch(() => undefined);
+  if (disk === undefined || disk.bsize <= 0) return;
+  const free = disk.bavail * disk.bsize;
+  const spare = Math.min(SPARE_BYTES, Math.floor(disk.blocks * disk.bsize * SPARE_SHARE));
+  if (needed + spare <= free) return;
+  throw new PullError(
+    `not enough free space in the models folder: ${formatBytes(needed)} still to download, ` +
+      `${formatBytes(free)} free (${formatBytes(spare)} is kept spare); free some space and run ` +
+      `the same command again${resuming ? ' to resume' : ''}`,
+  );
+}
+
+/** `error` with every appearance of the URLs' query strings cut out of its message. */
+function scrubbed(error: unknown, urls: URL[]): unknown {
+  if (!(error instanceof Error)) return error;
+  const message = redact(error.message, urls);
+  if (message !== error.message) error.message = message;
+  return error;
+}
+
+function redact(text: string, urls: URL[]): string {
+  for (const url of urls) {
+    if (url.search === '') continue;
+    text = text.split(url.href).join(displayUrl(url));
+    for (const form of [url.search, url.search.slice(1), safeDecode(url.search.slice(1))]) {
+      if (form !== '') text = text.split(form).join('');
+    }
+  }
+  return text;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
 
@@ -512,8 +609,57 @@ async function discardPart(partPath: string, sidecarPath: string): Promise<void>
   await rm(sidecarPath, { force: true });
 }
 
+/** How every request connects: through the SSRF-guarded lookup, with one timeout. */
+interface Transport {
+  lookup: LookupFunction;
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+}
+
+/** An idle connection (no connect, no headers, or a pause in the body) for this long. */
+class IdleTimeout extends Error {
+  override readonly name = 'IdleTimeout';
+  readonly code = 'ETIMEDOUT';
+}
+
+/**
+ * One GET with node:http(s): resolves with the response once its headers are in. Every
+ * connection is fresh (no keep-alive) and every DNS answer goes through the guarded lookup.
+ */
+function get(url: URL, headers: Record<string, string>, transport: Transport) {
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<IncomingMessage>((resolve, reject) => {
+    let response: IncomingMessage | undefined;
+    const req = send(
+      url,
+      {
+        method: 'GET',
+        headers,
+        agent: false,
+        lookup: transport.lookup,
+        timeout: transport.timeoutMs,
+        ...(transport.signal ? { signal: transport.signal } : {}),
+      },
+      (res) => {
+        response = res;
+        resolve(res);
+      },
+    );
+    req.on('timeout', () => {
+      const error = new IdleTimeout(`no data for ${transport.timeoutMs} ms`);
+      if (response !== undefined) response.destroy(error);
+      else req.destroy(error);
+    });
+    // Kept for the life of the request: an error after the headers goes to the body reader.
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 interface FetchOptions {
-  agent: Agent;
+  /** Each redirect target is added, for the messages to be scrubbed of their query strings. */
+  visited: URL[];
+  transport: Transport;
   token: string | undefined;
   tokenOrigin: string | undefined;
   signal: AbortSignal | undefined;
@@ -522,7 +668,7 @@ interface FetchOptions {
 }
 
 interface Fetched {
-  response: Dispatcher.ResponseData;
+  response: IncomingMessage;
   url: URL;
   /** A SHA-256 seen in X-Linked-Etag / ETag on the way (Hugging Face names LFS files so). */
   etagSha: string | undefined;
@@ -549,25 +695,20 @@ async function fetchFinal(source: PullSource, options: FetchOptions): Promise<Fe
       headers.range = `bytes=${options.range.size}-`;
       headers['if-range'] = options.range.validator;
     }
-    let response: Dispatcher.ResponseData;
+    let response: IncomingMessage;
     try {
-      response = await request(url, {
-        method: 'GET',
-        headers,
-        dispatcher: options.agent,
-        signal: options.signal,
-      });
+      response = await get(url, headers, options.transport);
     } catch (error) {
-      throw networkError(error, url);
+      throw networkError(error, url, source.url);
     }
     etagSha ??=
       shaFromEtag(header(response.headers, 'x-linked-etag')) ??
       shaFromEtag(header(response.headers, 'etag'));
-    const status = response.statusCode;
+    const status = response.statusCode ?? 0;
     if (![301, 302, 303, 307, 308].includes(status)) {
       return { response, url, etagSha };
     }
-    await response.body.dump().catch(() => undefined);
+    response.destroy();
     const location = header(response.headers, 'location');
     if (location === undefined) {
       throw new PullError(`${url.host} answered a redirect (HTTP ${status}) without a Location`);
@@ -575,16 +716,40 @@ async function fetchFinal(source: PullSource, options: FetchOptions): Promise<Fe
     if (hop >= MAX_REDIRECTS) {
       throw new PullError(`too many redirects (more than ${MAX_REDIRECTS}) from ${source.display}`);
     }
+    let next: URL;
     try {
-      url = new URL(location, url);
+      next = new URL(location, url);
     } catch {
       throw new PullError(`${url.host} redirected to an invalid URL`);
     }
-    url.hash = '';
+    next.hash = '';
+    options.visited.push(next);
+    const downgrade = redirectDowngrade(source.url, url, next);
+    if (downgrade !== undefined) throw new PullError(downgrade);
+    url = next;
   }
 }
 
-function validators(headers: Dispatcher.ResponseData['headers']): {
+/**
+ * Why a redirect from `from` to `to` is refused as a downgrade: https to plain http, when the
+ * source itself was https (a source given as http:// was never protected).
+ *
+ * @example
+ * redirectDowngrade(new URL('https://a/m.gguf'), new URL('https://a/m.gguf'), new URL('http://b/x'));
+ * // 'a redirected from https to plain http (b); ...'
+ */
+export function redirectDowngrade(source: URL, from: URL, to: URL): string | undefined {
+  if (source.protocol !== 'https:' || from.protocol !== 'https:' || to.protocol !== 'http:') {
+    return undefined;
+  }
+  return (
+    `${from.host} redirected from https to plain http (${to.host}); the download was refused ` +
+    'because the file could be altered on the way. Ask the server for an https link, or pass ' +
+    'an http:// URL yourself if you trust that network'
+  );
+}
+
+function validators(headers: IncomingHttpHeaders): {
   etag?: string;
   lastModified?: string;
 } {
@@ -614,14 +779,17 @@ function parseContentRange(
 }
 
 interface DownloadOptions {
-  response: Dispatcher.ResponseData;
+  response: IncomingMessage;
   partPath: string;
   sidecarPath: string;
   sidecar: PartSidecar;
   offset: number;
   hash: Hash;
   total: number | undefined;
+  maxBytes: number;
+  display: string;
   host: string;
+  signal: AbortSignal | undefined;
   onProgress: ((progress: PullProgress) => void) | undefined;
 }
 
@@ -639,10 +807,11 @@ async function download(options: DownloadOptions): Promise<number> {
     handle = await open(partPath, flags, 0o600);
     await handle.chmod(0o600);
   } catch (error) {
-    await response.body.dump().catch(() => undefined);
+    response.destroy();
     throw diskError(error, 'cannot write the download');
   }
   let bytes = offset;
+  let tooLarge = false;
   try {
     if (offset > 0) {
       const stats = await handle.stat();
@@ -652,13 +821,19 @@ async function download(options: DownloadOptions): Promise<number> {
     }
     options.onProgress?.({ bytes, total, resumedFrom: offset, done: false });
     try {
-      for await (const chunk of response.body) {
+      for await (const chunk of response) {
         const buffer = chunk as Buffer;
+        if (bytes + buffer.length > options.maxBytes) {
+          // Only a body of unknown length gets here: a known total was checked before.
+          tooLarge = true;
+          response.destroy();
+          break;
+        }
         hash.update(buffer);
         try {
           await handle.write(buffer);
         } catch (error) {
-          response.body.destroy();
+          response.destroy();
           throw diskError(error, 'cannot write the download');
         }
         bytes += buffer.length;
@@ -666,14 +841,22 @@ async function download(options: DownloadOptions): Promise<number> {
       }
     } catch (error) {
       if (error instanceof PullError) throw error;
-      throw interrupted(error, bytes, total, options.host);
+      throw interrupted(options.signal?.aborted ? 'cancelled' : error, bytes, total, options.host);
     }
-    if (total !== undefined && bytes !== total) {
+    if (!tooLarge && total !== undefined && bytes !== total) {
       throw interrupted(undefined, bytes, total, options.host);
     }
-    await handle.sync();
+    if (!tooLarge) await handle.sync();
   } finally {
     await handle.close().catch(() => undefined);
+  }
+  if (tooLarge) {
+    await discardPart(partPath, options.sidecarPath).catch(() => undefined);
+    throw new PullError(
+      `${options.display} is larger than the size limit of ${formatBytes(options.maxBytes)} ` +
+        '(the server did not say its size); the download was deleted. ' +
+        'Pass --max-size SIZE (for example --max-size 512gb) to allow a bigger file',
+    );
   }
   options.onProgress?.({ bytes, total: total ?? bytes, resumedFrom: offset, done: true });
   return bytes;
@@ -687,9 +870,9 @@ function interrupted(
 ): PullError {
   const code = (error as { code?: string } | undefined)?.code;
   const why =
-    code === 'UND_ERR_BODY_TIMEOUT'
+    error instanceof IdleTimeout
       ? `${host} stopped sending`
-      : code === 'UND_ERR_ABORTED' || (error as Error | undefined)?.name === 'AbortError'
+      : error === 'cancelled' || (error as Error | undefined)?.name === 'AbortError'
         ? 'cancelled'
         : `the connection to ${host} was cut${code ? ` (${code})` : ''}`;
   const at =
@@ -703,7 +886,7 @@ function interrupted(
 
 function statusError(
   status: number,
-  headers: Dispatcher.ResponseData['headers'],
+  headers: IncomingHttpHeaders,
   source: PullSource,
   sentToken: boolean,
 ): PullError {
@@ -736,7 +919,7 @@ function statusError(
   return new PullError(`${source.url.host} answered HTTP ${status}${detail} for ${where}`);
 }
 
-function networkError(error: unknown, url: URL): PullError {
+function networkError(error: unknown, url: URL, source: URL): PullError {
   if (error instanceof PullError) return error;
   let cause: unknown = error;
   for (let depth = 0; cause !== undefined && depth < 5; depth++) {
@@ -751,7 +934,7 @@ function networkError(error: unknown, url: URL): PullError {
   }
   const code = (error as { code?: string }).code;
   const name = (error as Error).name;
-  if (name === 'AbortError' || code === 'UND_ERR_ABORTED') {
+  if (name === 'AbortError' || code === 'ABORT_ERR') {
     return new PullError('download cancelled', 1, { cause: error });
   }
   const host = url.host;
@@ -760,9 +943,9 @@ function networkError(error: unknown, url: URL): PullError {
       ? `nothing answers at ${host} (ECONNREFUSED); is the server running?`
       : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
         ? `cannot resolve ${url.hostname} (${code}); check the host name and your network`
-        : code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT'
-          ? `${host} did not answer in time (${code}); try again later`
-          : `cannot reach ${host}${code ? ` (${code})` : ''}: ${(error as Error).message}`;
+        : error instanceof IdleTimeout || code === 'ETIMEDOUT'
+          ? `${host} did not answer in time (ETIMEDOUT); try again later`
+          : `cannot reach ${host}${code ? ` (${code})` : ''}: ${redact(String((error as Error).message), [url, source])}`;
   return new PullError(`download failed: ${reason}`, 1, { cause: error });
 }
 

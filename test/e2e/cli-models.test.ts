@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -274,6 +282,108 @@ describe('palisade models', () => {
     assert.equal(result.code, 1);
     assert.match(result.stderr, /download refused: 169\.254\.169\.254 is a cloud metadata address/);
     assert.deepEqual(files(home), []);
+  });
+
+  test('pulls from a server that closes the connection after each reply all succeed', async () => {
+    // One write and a FIN per reply: what crashed undici 7 (nodejs/undici#5360).
+    routes['/files/closing.gguf'] = (_req, res) =>
+      res
+        .writeHead(200, {
+          connection: 'close',
+          'content-length': String(MODEL.length),
+          'content-type': 'application/octet-stream',
+        })
+        .end(MODEL);
+    for (const quiet of [false, true, false, true]) {
+      const home = tempHome('palisade-cli-models-');
+      const args = ['pull', `${base}/files/closing.gguf`, ...(quiet ? ['--quiet'] : [])];
+      const result = await cli(home, args);
+      assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+      assert.equal(result.stdout.includes('progress: 100.0%'), !quiet);
+      assert.ok(readFileSync(join(home, 'models', 'closing.gguf')).equals(MODEL));
+    }
+  });
+
+  test('--max-size refuses a larger file (exit 1) and must be a size (exit 2)', async () => {
+    routes['/files/sized.gguf'] = modelFile();
+    const home = tempHome('palisade-cli-models-');
+    const source = `${base}/files/sized.gguf`;
+    const small = await cli(home, ['pull', source, '--max-size', '100kb']);
+    assert.equal(small.code, 1);
+    assert.match(
+      small.stderr,
+      /^palisade: .*sized\.gguf is [\d.]+ kB, over the size limit of 102\.4 kB; nothing was kept\. Pass --max-size SIZE/,
+    );
+    assert.deepEqual(files(home), []);
+    for (const bad of ['lots', '0', '-5mb', '1tb']) {
+      const result = await cli(home, ['pull', source, '--max-size', bad]);
+      assert.equal(result.code, 2, `${bad}: ${result.stderr}`);
+      assert.match(result.stderr, /--max-size expects a size such as 512gb/);
+    }
+    const fits = await cli(home, ['pull', source, '--max-size', '1mb', '--quiet']);
+    assert.equal(fits.code, 0, fits.stderr);
+  });
+
+  test('a source URL the SSRF guard refuses exits 2 before any request', async () => {
+    const home = tempHome('palisade-cli-models-');
+    for (const source of [
+      'http://169.254.169.254/m.gguf',
+      'http://metadata.google.internal/m.gguf',
+    ]) {
+      const result = await cli(home, ['pull', source]);
+      assert.equal(result.code, 2, `${source}: ${result.stderr}`);
+      assert.match(result.stderr, /^palisade: download refused: .*metadata/);
+    }
+    assert.deepEqual(files(home), []);
+  });
+
+  test('a signed URL is never shown: not in errors, notices or progress', async () => {
+    routes['/files/signed.gguf'] = modelFile({ cut: 100_000 });
+    routes['/files/signed-404.gguf'] = (_req, res) => res.writeHead(404).end();
+    const home = tempHome('palisade-cli-models-');
+    const query = '?X-Amz-Signature=s3cr3t-sig&X-Amz-Credential=k3y';
+    const outputs: string[] = [];
+    for (const args of [
+      ['pull', `${base}/files/signed.gguf${query}`],
+      ['pull', `${base}/files/signed.gguf${query}`],
+      ['pull', `${base}/files/signed-404.gguf${query}`],
+      ['pull', `http://127.0.0.1:1/x.gguf${query}`],
+      ['list'],
+      ['list', '--json'],
+    ]) {
+      const result = await cli(home, args);
+      outputs.push(result.stdout, result.stderr);
+    }
+    const all = outputs.join('\n');
+    assert.match(all, /resuming at/);
+    assert.match(all, /pulled model "signed"/);
+    assert.match(all, /not found \(HTTP 404\)/);
+    for (const word of ['s3cr3t-sig', 'k3y', 'X-Amz']) {
+      assert.ok(!all.includes(word), `"${word}" shown in:\n${all}`);
+    }
+  });
+
+  test('remove refuses symlinks and non-regular files with exit 2 and removes nothing', async () => {
+    const home = tempHome('palisade-cli-models-');
+    const dir = join(home, 'models');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const outside = join(tempHome('palisade-cli-outside-'), 'keep.gguf');
+    writeFileSync(outside, MODEL);
+    symlinkSync(outside, join(dir, 'link.gguf'));
+    const link = await cli(home, ['remove', 'link']);
+    assert.equal(link.code, 2, link.stderr);
+    assert.match(
+      link.stderr,
+      /^palisade: link\.gguf is a symlink that leads outside the models folder/,
+    );
+    assert.ok(readFileSync(outside).equals(MODEL));
+
+    writeFileSync(join(dir, 'odd.gguf'), MODEL);
+    mkdirSync(join(dir, 'odd.gguf.part'));
+    const odd = await cli(home, ['remove', 'odd']);
+    assert.equal(odd.code, 2, odd.stderr);
+    assert.match(odd.stderr, /odd\.gguf\.part is not a regular file; nothing was removed/);
+    assert.deepEqual(files(home), ['link.gguf', 'odd.gguf', 'odd.gguf.part']);
   });
 
   test('doctor fails on a model file that is not GGUF, names the fix, and checks the runtime', async () => {
