@@ -56,6 +56,8 @@ export interface Forwarded {
 
 /** The key sent to `upstream`: the caller's override when it gives one, else the upstream's own. */
 export function keyFor(upstream: Upstream, options: Pick<ForwardOptions, 'upstreamApiKey'>) {
+  // The embedded models answer only the gateway's own token: no personal key replaces it.
+  if (upstream.source === 'local') return upstream.apiKey;
   return options.upstreamApiKey?.(upstream) ?? upstream.apiKey;
 }
 

@@ -185,6 +185,9 @@ describe('a generated GGUF model served in-process as the upstream "local"', () 
     const created = await alice.post('/api/conversations', {});
     assert.equal(created.status, 201, created.text);
     const conversation = created.body as Conversation;
+    // A personal key saved for an upstream named "local" does not replace the gateway's token.
+    const key = await alice.put('/api/settings/upstream-keys/local', { key: 'sk-personal-0001' });
+    assert.equal(key.status, 200, key.text);
     const events = await sendMessage(alice, conversation.id, { content: 'Hi', model: 'tiny' });
     const text = events.flatMap((e) => (e.type === 'delta' ? [e.text] : [])).join('');
     assert.ok(text.length > 0, 'streamed text');
