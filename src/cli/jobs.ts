@@ -90,12 +90,17 @@ function describeEnd(run: JobRun): string {
 
 /**
  * Prints the run's log from the start, and with `follow` keeps printing as it grows until the
- * run finishes. Sets the exit code: 0 when it succeeded.
+ * run finishes. Sets the exit code: 0 when it succeeded. `warned`: the caller has already said
+ * that no server is running.
  */
-async function printLog(ctx: CliContext, id: string, follow: boolean): Promise<void> {
+async function printLog(
+  ctx: CliContext,
+  id: string,
+  follow: boolean,
+  warned = false,
+): Promise<void> {
   const path = logFileOf(ctx.config.home, id);
   let offset = 0;
-  let warned = false;
   for (;;) {
     const run = requireRun(ctx, id);
     const final = FINAL_STATUSES.has(run.status);
@@ -227,7 +232,7 @@ export function registerJobCommands(program: Command): void {
               : `queued ${run.id}; no server is running: it starts when \`palisade serve\` runs\n`,
           );
         }
-        if (flags.follow) await printLog(ctx, run.id, true);
+        if (flags.follow) await printLog(ctx, run.id, true, !running);
       });
     });
 

@@ -107,8 +107,8 @@ export function builtinTemplates(
       ],
       cwd: work,
       timeoutMs: 24 * 3_600_000,
-      // Gated Hugging Face files need the token; it is never written to a log.
-      env: ['HF_TOKEN'],
+      // Gated Hugging Face files need the token (never written to a log); a mirror, its endpoint.
+      env: ['HF_TOKEN', 'HF_ENDPOINT', 'PALISADE_HF_ENDPOINT'],
     },
     {
       name: 'script',

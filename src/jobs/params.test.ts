@@ -246,3 +246,39 @@ test('the built-in script runner takes a script from its folder and --epochs 1..
   assert.equal(script.command, process.execPath);
   assert.equal(script.cwd, scripts);
 });
+
+test('a string starting with "-" is refused unless the parameter allows it', () => {
+  for (const value of ['-rf', '--output=/etc/passwd', '-']) {
+    assert.match(problemOf('text', value), /must not start with "-"/, value);
+  }
+  // Inside the value a dash is only text.
+  assert.equal(validateParams(template, { ...good, text: 'a --b' }, folders).text, 'a --b');
+  const dashed: JobTemplate = {
+    ...template,
+    params: template.params.map((spec) =>
+      spec.name === 'text' && spec.type === 'string' ? { ...spec, allowLeadingDash: true } : spec,
+    ),
+  };
+  assert.equal(validateParams(dashed, { ...good, text: '--x' }, folders).text, '--x');
+});
+
+test('integers and enums are unaffected by the leading-dash rule', () => {
+  const signed: JobTemplate = {
+    ...template,
+    params: template.params.map((spec) =>
+      spec.name === 'n' && spec.type === 'integer'
+        ? { ...spec, min: -10 }
+        : spec.name === 'mode' && spec.type === 'enum'
+          ? { ...spec, values: ['-v', 'lora'] }
+          : spec,
+    ),
+  };
+  const values = validateParams(signed, { ...good, n: '-3', mode: '-v' }, folders);
+  assert.equal(values.n, -3);
+  assert.equal(values.mode, '-v');
+});
+
+test('the model download gets HF_TOKEN and the Hugging Face endpoint variables', () => {
+  const [download] = builtinTemplates('/srv/h', cliInvocation([]));
+  assert.deepEqual(download?.env, ['HF_TOKEN', 'HF_ENDPOINT', 'PALISADE_HF_ENDPOINT']);
+});

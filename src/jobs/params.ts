@@ -35,6 +35,10 @@ function checkString(spec: Extract<ParamSpec, { type: 'string' }>, raw: unknown)
     return { problem: `is longer than ${spec.maxLength} characters` };
   }
   if (!spec.regex.test(raw)) return { problem: `does not match the pattern ${spec.pattern}` };
+  // It would reach the program as an option (`--output=/etc/x`), not as a value.
+  if (raw.startsWith('-') && !spec.allowLeadingDash) {
+    return { problem: 'must not start with "-" (the program could read it as an option)' };
+  }
   return { value: raw };
 }
 

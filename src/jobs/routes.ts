@@ -1,7 +1,15 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { requireAdmin } from '../auth/index.js';
+import {
+  countOtherUsers,
+  findUser,
+  listSessions,
+  requireAdmin,
+  type SessionUser,
+} from '../auth/index.js';
+import { HttpError } from '../server/errors.js';
 import { parseWith } from '../server/validate.js';
+import type { Store } from '../store/index.js';
 import { readLogChunk } from './log-file.js';
 import { ParamsError } from './params.js';
 import type { JobRunner, RunEvent } from './runner.js';
@@ -10,9 +18,16 @@ import { describeTemplate, TEMPLATE_NAME } from './templates.js';
 
 export interface JobsRoutesOptions {
   runner: JobRunner;
-  /** How often an idle event stream gets a comment line, so proxies keep it open. */
+  /**
+   * How often an idle event stream gets a comment line, so proxies keep it open; the
+   * watcher's session is checked again each time.
+   */
   keepAliveMs?: number;
+  /** Event streams one user may have open at once (default 16). */
+  maxStreamsPerUser?: number;
 }
+
+export const MAX_STREAMS_PER_USER = 16;
 
 /** GET .../log answers at most this much; the client asks again from the next offset. */
 export const MAX_LOG_RESPONSE = 1024 * 1024;
@@ -72,6 +87,18 @@ function runOf(runner: JobRunner, request: FastifyRequest): JobRun {
   return run;
 }
 
+/**
+ * Whether the user who opened a stream may still watch: their session (by its public id) is
+ * live, the account enabled and still an admin. Without a session (single-user mode), the
+ * account is the local one and no other account may exist.
+ */
+export function stillAdmin(store: Store, user: SessionUser, sessionId: string | null): boolean {
+  const row = findUser(store, user.id);
+  if (!row || row.disabled_at !== null || row.role !== 'admin') return false;
+  if (sessionId === null) return countOtherUsers(store, user.id) === 0;
+  return listSessions(store, user.id).some((session) => session.id === sessionId);
+}
+
 function frame(event: string, data: unknown, id?: number): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
@@ -87,7 +114,10 @@ function frame(event: string, data: unknown, id?: number): string {
 export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (app, options) => {
   const { runner } = options;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
+  const maxStreams = options.maxStreamsPerUser ?? MAX_STREAMS_PER_USER;
   const streams = new Set<() => void>();
+  /** Open event streams by user id. */
+  const openStreams = new Map<string, number>();
 
   app.addHook('onRequest', async (request) => {
     requireAdmin(request);
@@ -153,8 +183,18 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (app, opt
   });
 
   app.get('/runs/:id/events', { exposeHeadRoute: false }, async (request, reply: FastifyReply) => {
+    const admin = requireAdmin(request);
     const run = runOf(runner, request);
     const query = parseWith(EventsQuery, request.query, 'query');
+    const open = openStreams.get(admin.id) ?? 0;
+    if (open >= maxStreams) {
+      throw new HttpError(
+        429,
+        'too_many_streams',
+        `this account already has ${maxStreams} job event streams open: close one (a dashboard tab following a run) and try again`,
+      );
+    }
+    const sessionId = request.sessionId ?? null;
     const header = request.headers['last-event-id'];
     const resumed =
       typeof header === 'string' && /^\d{1,15}$/.test(header) ? Number(header) : undefined;
@@ -208,7 +248,23 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (app, opt
         schedule();
       }
     });
-    const keepAlive = setInterval(() => raw.write(': keep-alive\n\n'), keepAliveMs);
+    const keepAlive = setInterval(() => {
+      let allowed = false;
+      try {
+        allowed = stillAdmin(runner.store, admin, sessionId);
+      } catch (error) {
+        request.log.warn({ err: error }, 'could not check the session of a job event stream');
+      }
+      if (!allowed) {
+        // Signed out, revoked, disabled or no longer an admin since the stream opened.
+        raw.write(
+          frame('closed', { message: 'the session has ended or is no longer an admin: sign in' }),
+        );
+        finish();
+        return;
+      }
+      raw.write(': keep-alive\n\n');
+    }, keepAliveMs);
     keepAlive.unref();
     const finish = () => {
       if (done) return;
@@ -216,9 +272,13 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (app, opt
       clearInterval(keepAlive);
       unwatch();
       streams.delete(finish);
+      const left = (openStreams.get(admin.id) ?? 1) - 1;
+      if (left > 0) openStreams.set(admin.id, left);
+      else openStreams.delete(admin.id);
       raw.end();
     };
     streams.add(finish);
+    openStreams.set(admin.id, open + 1);
     raw.on('drain', schedule);
     raw.once('close', finish);
     flush();

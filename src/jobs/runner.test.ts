@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { writeJobFixtures } from '../../test/fixtures/jobs.js';
 import { createAuditLog, listAuditEntries } from '../audit/index.js';
 import { isoNow, openStore, type Store } from '../store/index.js';
+import { livingGroupMembers, processExists, processStart, signalGroup } from './process-group.js';
 import { createJobRunner, type JobRunner, type RunnerOptions } from './runner.js';
 import { queueRun, requestCancel, type JobRun } from './runs.js';
 import { loadTemplates } from './templates.js';
@@ -330,3 +333,179 @@ test('a run whose template left jobs.json fails with the reason, not a crash', a
     await t.close();
   }
 });
+
+const linuxOnly = { skip: process.platform !== 'linux' && 'needs /proc', timeout: 60_000 };
+
+function pgidOf(store: Store, id: string): number {
+  const row = store.sqlite
+    .prepare<[string], { pgid: number | null }>('select pgid from job_run where id = ?')
+    .get(id);
+  assert.ok(row?.pgid, `run ${id} has a process group`);
+  return row.pgid;
+}
+
+function groupGone(pgid: number): Promise<true> {
+  return until(() => (livingGroupMembers(pgid).length === 0 ? true : undefined));
+}
+
+test('a run stores its process group and its leader’s start time', linuxOnly, async () => {
+  const t = await setup();
+  try {
+    const run = t.runner.submit({ template: 'sleep-long', params: {} }, alice);
+    await until(() => (logOf(t.runner, run.id).includes('sleeping') ? true : undefined));
+    const row = t.store.sqlite
+      .prepare<[string], { pid: number; pgid: number; process_start: string }>(
+        'select pid, pgid, process_start from job_run where id = ?',
+      )
+      .get(run.id);
+    assert.ok(row);
+    assert.equal(row.pgid, row.pid, 'each job leads its own group');
+    assert.equal(row.process_start, processStart(row.pid));
+    t.runner.cancel(run.id, alice);
+    await finished(t.runner, run.id);
+  } finally {
+    await t.close();
+  }
+});
+
+test(
+  'cancel ends the processes left in the group, even once its leader has exited',
+  linuxOnly,
+  async () => {
+    const t = await setup();
+    const flag = join(t.home, 'trap-set');
+    let pgid: number | undefined;
+    try {
+      const run = t.runner.submit({ template: 'group-stubborn', params: { file: flag } }, alice);
+      await until(() => (existsSync(flag) ? true : undefined));
+      pgid = pgidOf(t.store, run.id);
+      assert.equal(livingGroupMembers(pgid).length, 2, 'the leader and the one ignoring SIGTERM');
+      t.runner.cancel(run.id, alice);
+      const done = await finished(t.runner, run.id);
+      assert.equal(done.status, 'cancelled');
+      assert.equal(done.signal, 'SIGTERM', 'the leader ended on SIGTERM');
+      await groupGone(pgid);
+      assert.match(logOf(t.runner, run.id), /still running in its group: sending SIGKILL/);
+    } finally {
+      if (pgid !== undefined) signalGroup(pgid, 'SIGKILL');
+      await t.close();
+    }
+  },
+);
+
+test('a job that exits leaving background processes: they end with it', linuxOnly, async () => {
+  const t = await setup();
+  let pgid: number | undefined;
+  try {
+    const run = t.runner.submit({ template: 'group-leftover', params: {} }, alice);
+    const done = await finished(t.runner, run.id);
+    pgid = pgidOf(t.store, run.id);
+    assert.equal(done.status, 'succeeded', 'the job itself succeeded');
+    await groupGone(pgid);
+  } finally {
+    if (pgid !== undefined) signalGroup(pgid, 'SIGKILL');
+    await t.close();
+  }
+});
+
+test('closing the runner ends the processes left in a group too', linuxOnly, async () => {
+  const t = await setup();
+  const flag = join(t.home, 'trap-set');
+  const run = t.runner.submit({ template: 'group-stubborn', params: { file: flag } }, alice);
+  await until(() => (existsSync(flag) ? true : undefined));
+  const pgid = pgidOf(t.store, run.id);
+  try {
+    await t.runner.close();
+    assert.equal(t.runner.get(run.id)?.reason, 'server stopped while the job ran');
+    await groupGone(pgid);
+  } finally {
+    signalGroup(pgid, 'SIGKILL');
+    await t.store.close();
+  }
+});
+
+/** A detached process as a crashed server's job would be: its own group, still running. */
+async function orphan(script: string): Promise<ChildProcess> {
+  const child = spawn('sh', ['-c', script], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let seen = '';
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    seen += chunk.toString();
+    if (seen.includes('ready')) break;
+  }
+  return child;
+}
+
+function insertRunning(store: Store, id: string, pid: number, start: string | null): void {
+  store.sqlite
+    .prepare(
+      `insert into job_run (id, template, params, input, status, created_by, created_at, started_at, log_bytes, pid, pgid, process_start)
+       values (?, 'sleep-long', '{}', '{}', 'running', 'alice', ?, ?, 0, ?, ?, ?)`,
+    )
+    .run(id, isoNow(), isoNow(), pid, pid, start);
+}
+
+test(
+  'on start, a crashed server’s job still running is stopped: SIGTERM, then SIGKILL',
+  linuxOnly,
+  async () => {
+    const home = writeJobFixtures();
+    const store = await openStore(home);
+    const polite = await orphan('echo ready; exec sleep 300');
+    const stubborn = await orphan('trap "" TERM; echo ready; exec sleep 300');
+    const reused = await orphan('echo ready; exec sleep 300');
+    const unknown = await orphan('echo ready; exec sleep 300');
+    const children = [polite, stubborn, reused, unknown];
+    try {
+      const pids = children.map((c) => c.pid as number);
+      insertRunning(store, 'run_00000000000000000001', pids[0]!, processStart(pids[0]!));
+      insertRunning(store, 'run_00000000000000000002', pids[1]!, processStart(pids[1]!));
+      // Another start time: the id was reused by another process, which must be left alone.
+      insertRunning(store, 'run_00000000000000000003', pids[2]!, '1@another-boot');
+      insertRunning(store, 'run_00000000000000000004', pids[3]!, null);
+      const exits = [polite, stubborn].map((c) => once(c, 'exit'));
+      const runner = createJobRunner({
+        home,
+        store,
+        audit: createAuditLog(store, home),
+        logger: silent,
+        maxJobs: 1,
+        killGraceMs: 200,
+      });
+      runner.start();
+      try {
+        for (const id of ['run_00000000000000000001', 'run_00000000000000000002']) {
+          const run = runner.get(id);
+          assert.equal(run?.status, 'failed');
+          assert.match(
+            run?.reason ?? '',
+            /^server restarted while the job ran; its processes were still running and were stopped/,
+          );
+        }
+        const signals = (await Promise.all(exits)).map((args) => args[1] as string | null);
+        assert.deepEqual(signals, ['SIGTERM', 'SIGKILL'], 'SIGKILL after the grace');
+        assert.match(
+          runner.get('run_00000000000000000003')?.reason ?? '',
+          /was not stopped: it started at another time/,
+        );
+        assert.match(
+          runner.get('run_00000000000000000004')?.reason ?? '',
+          /was not stopped: its start time is unknown/,
+        );
+        assert.equal(runner.get('run_00000000000000000003')?.status, 'failed');
+        assert.ok(processExists(pids[2]!) && processExists(pids[3]!), 'left running');
+        const entries = listAuditEntries(store, { limit: 10 });
+        assert.equal(entries.filter((e) => e.action === 'job.finished').length, 4);
+      } finally {
+        await runner.close();
+      }
+    } finally {
+      for (const child of children) {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+      await store.close();
+    }
+  },
+);

@@ -13,6 +13,7 @@ import {
 } from '../store/index.js';
 import type { CliInvocation } from './builtins.js';
 import { buildArgs, ParamsError, validateParams } from './params.js';
+import { processExists, processStart, signalGroup } from './process-group.js';
 import {
   auditParams,
   findRunRow,
@@ -59,10 +60,15 @@ export type RunEvent =
   { type: 'run'; run: JobRun } | { type: 'log'; size: number } | { type: 'end'; run: JobRun };
 
 export interface JobRunner {
-  /** Marks runs left `running` by a previous server as failed, then starts queued runs. */
+  /**
+   * Marks runs left `running` by a previous server as failed (stopping their process groups
+   * that still run: SIGTERM, SIGKILL after the grace), then starts queued runs.
+   */
   start(): void;
   /** Stops every running job (SIGTERM, SIGKILL after the grace) and waits for them. */
   close(): Promise<void>;
+  /** The store the runs are in (the routes re-check a watcher's session there). */
+  readonly store: Store;
   /** Runs in status running in this process. */
   activeCount(): number;
   templates(): TemplateSet;
@@ -97,6 +103,8 @@ interface Active {
   template: JobTemplate;
   params: Record<string, JobParamValue>;
   child?: ChildProcess;
+  /** The job's own process group (detached: its leader's pid). */
+  pgid?: number;
   fd: number;
   bytes: number;
   capped: boolean;
@@ -151,6 +159,8 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
   /** The last status told to watchers of a run this process does not run (CLI changes). */
   const seenStatus = new Map<string, string>();
   const finishedWaiters = new Set<() => void>();
+  /** SIGKILLs due to the groups of runs a crashed server left, after the grace. */
+  const recoveryKills = new Map<NodeJS.Timeout, () => void>();
   let poll: NodeJS.Timeout | undefined;
   let started = false;
   let closing = false;
@@ -290,19 +300,28 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
     schedulePersist(run);
   }
 
-  function killGroup(run: Active, signal: NodeJS.Signals): void {
-    const pid = run.child?.pid;
-    if (pid === undefined) return;
+  /** Signals the job's whole process group (its children too); false when none is left. */
+  function killGroup(run: Active, signal: NodeJS.Signals | 0): boolean {
+    if (run.pgid === undefined) return false;
+    if (signalGroup(run.pgid, signal)) return true;
+    if (signal === 0 || run.exit) return false;
     try {
-      // Negative: the whole process group the job started (detached), its children too.
-      process.kill(-pid, signal);
+      return run.child?.kill(signal) ?? false;
     } catch {
-      try {
-        run.child?.kill(signal);
-      } catch {
-        // Already gone.
-      }
+      return false;
     }
+  }
+
+  /** After the leader's exit, waits a moment for processes outside the group holding its pipes. */
+  function drainThenFinalize(run: Active): void {
+    if (run.drainTimer || run.finished) return;
+    run.drainTimer = setTimeout(() => {
+      killGroup(run, 'SIGKILL');
+      run.child?.stdout?.destroy();
+      run.child?.stderr?.destroy();
+      run.closed = true;
+      finalize(run);
+    }, DRAIN_MS);
   }
 
   function stopRun(run: Active, stop: NonNullable<Active['stop']>): void {
@@ -311,13 +330,19 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
     if (!run.child) return;
     note(run, `${stop.reason}: sending SIGTERM`);
     killGroup(run, 'SIGTERM');
+    // Kept when the leader exits first: what it started may ignore SIGTERM.
     run.killTimer = setTimeout(() => {
-      if (run.exit) return;
-      note(
-        run,
-        `still running ${formatDuration(options.killGraceMs)} after SIGTERM: sending SIGKILL`,
-      );
-      killGroup(run, 'SIGKILL');
+      run.killTimer = undefined;
+      if (run.finished) return;
+      const grace = formatDuration(options.killGraceMs);
+      if (!run.exit) {
+        note(run, `still running ${grace} after SIGTERM: sending SIGKILL`);
+        killGroup(run, 'SIGKILL');
+      } else if (killGroup(run, 0)) {
+        note(run, `processes of its group still running ${grace} after SIGTERM: sending SIGKILL`);
+        killGroup(run, 'SIGKILL');
+      }
+      if (run.exit) drainThenFinalize(run);
     }, options.killGraceMs);
   }
 
@@ -326,6 +351,11 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
     run.finished = true;
     for (const timer of [run.persistTimer, run.timeoutTimer, run.killTimer, run.drainTimer]) {
       if (timer) clearTimeout(timer);
+    }
+    // A job's processes end with it: what it left in its group (in the background) too.
+    if (killGroup(run, 0)) {
+      note(run, 'processes it started were still running in its group: sending SIGKILL');
+      killGroup(run, 'SIGKILL');
     }
     const exit = run.exit ?? { code: null, signal: null };
     let status: JobRun['status'];
@@ -480,6 +510,7 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
       return;
     }
     run.child = child;
+    run.pgid = child.pid;
     child.on('error', (error) => {
       if (child.pid !== undefined && run.exit === undefined && !run.closed) {
         logger.warn({ err: error, job_id: run.id }, 'job process error');
@@ -493,26 +524,20 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
     });
     if (child.pid === undefined) return;
     store.sqlite
-      .prepare('update job_run set pid = ?, params = ? where id = ?')
-      .run(child.pid, toJsonText(params), row.id);
+      .prepare('update job_run set pid = ?, pgid = ?, process_start = ?, params = ? where id = ?')
+      .run(child.pid, child.pid, processStart(child.pid), toJsonText(params), row.id);
     logger.info({ job_id: row.id, template: template.name, pid: child.pid }, 'job started');
     child.stdout?.on('data', (chunk: Buffer) => onOutput(run, 'stdout', chunk));
     child.stderr?.on('data', (chunk: Buffer) => onOutput(run, 'stderr', chunk));
     child.once('exit', (code, signal) => {
       run.exit = { code, signal };
-      if (run.killTimer) clearTimeout(run.killTimer);
       if (run.closed) {
         finalize(run);
         return;
       }
-      // A process it started may still hold the pipes: end the group after a moment.
-      run.drainTimer = setTimeout(() => {
-        killGroup(run, 'SIGKILL');
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-        run.closed = true;
-        finalize(run);
-      }, DRAIN_MS);
+      // A process it started may still hold the pipes: end the group after a moment (being
+      // stopped, once the grace has passed).
+      if (!run.killTimer) drainThenFinalize(run);
     });
     child.once('close', () => {
       run.closed = true;
@@ -572,12 +597,45 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
     }
   }
 
+  /**
+   * What to do with a run a crashed server left: stop its group when its leader is still the
+   * process that server started (same start time), leave it alone when the id may have been
+   * reused. Returns the reason to record.
+   */
+  function stopLeftover(row: JobRunRow): string {
+    const base = 'server restarted while the job ran';
+    const pgid = row.pgid ?? row.pid;
+    if (pgid === null || !processExists(pgid)) return base;
+    const now = processStart(pgid);
+    if (row.process_start === null || now === null) {
+      return `${base}; process ${pgid} exists but was not stopped: its start time is unknown, so its id may belong to another process now`;
+    }
+    if (now !== row.process_start) {
+      return `${base}; process ${pgid} was not stopped: it started at another time, so its id now belongs to another process`;
+    }
+    signalGroup(pgid, 'SIGTERM');
+    const kill = () => {
+      // Only while that same process leads the group, or the group outlives it.
+      const start = processStart(pgid);
+      if (start === row.process_start || (start === null && !processExists(pgid))) {
+        signalGroup(pgid, 'SIGKILL');
+      }
+    };
+    const timer = setTimeout(() => {
+      recoveryKills.delete(timer);
+      kill();
+    }, options.killGraceMs);
+    timer.unref();
+    recoveryKills.set(timer, kill);
+    return `${base}; its processes were still running and were stopped (SIGTERM, then SIGKILL after ${formatDuration(options.killGraceMs)})`;
+  }
+
   function recover(): void {
     const stale = store.sqlite
       .prepare<[], JobRunRow>("select * from job_run where status = 'running' order by seq")
       .all();
-    const reason = 'server restarted while the job ran';
     for (const row of stale) {
+      const reason = stopLeftover(row);
       const changed = store.sqlite
         .prepare(
           "update job_run set status = 'failed', reason = ?, finished_at = ? where id = ? and status = 'running'",
@@ -627,6 +685,12 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
       for (const run of active.values()) {
         stopRun(run, { status: 'failed', reason: 'server stopped while the job ran' });
       }
+      // The groups a crashed server left get their SIGKILL now rather than never.
+      for (const [timer, kill] of recoveryKills) {
+        clearTimeout(timer);
+        recoveryKills.delete(timer);
+        kill();
+      }
       while (active.size > 0) {
         await new Promise<void>((resolve) => {
           const done = () => {
@@ -639,6 +703,8 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
     },
 
     activeCount: () => active.size,
+
+    store,
 
     templates: () => source.current(),
 

@@ -45,9 +45,36 @@ export function auditActor(actor: JobActor): string {
   return actor === 'cli' ? 'cli' : `user:${actor.username}`;
 }
 
+// scheme://[userinfo@]rest[?query][#fragment]; userinfo greedy up to the last '@' before the
+// path, the way the WHATWG URL parser reads an unencoded '@' in a password.
+const URL_PARTS = /^([a-z][a-z0-9+.-]*:\/\/)(?:[^/?#]*@)?([^?#]*)(\?[^#]*)?(#[\s\S]*)?$/i;
+
+/**
+ * A URL as runs are shown and audited: without userinfo, its query and fragment masked as
+ * `?…` and `#…` (a signed download URL's grant is in its query). Other text is unchanged.
+ *
+ * @example
+ * maskUrl('https://u:p@host/m.gguf?X-Amz-Signature=abc'); // 'https://host/m.gguf?…'
+ */
+export function maskUrl(value: string): string {
+  const parts = URL_PARTS.exec(value);
+  if (!parts) return value;
+  const [, scheme = '', rest = '', query, fragment] = parts;
+  return `${scheme}${rest}${query && query.length > 1 ? '?…' : (query ?? '')}${fragment && fragment.length > 1 ? '#…' : (fragment ?? '')}`;
+}
+
+/** Values as runs show them: URLs masked (the stored row keeps them whole for the process). */
+export function shownParams(values: Record<string, JobParamValue>): Record<string, JobParamValue> {
+  const shown: Record<string, JobParamValue> = {};
+  for (const [name, value] of Object.entries(values)) {
+    shown[name] = typeof value === 'string' ? maskUrl(value) : value;
+  }
+  return shown;
+}
+
 /** Validated values as the audit log keeps them: `name=value`, in declaration order. */
 export function auditParams(values: Record<string, JobParamValue>): string[] {
-  return Object.entries(values).map(([name, value]) => `${name}=${value}`);
+  return Object.entries(shownParams(values)).map(([name, value]) => `${name}=${value}`);
 }
 
 export function logFileOf(home: string, id: string): string {
@@ -59,7 +86,7 @@ export function toRun(row: JobRunRow): JobRun {
   return {
     id: row.id,
     template: row.template,
-    params: JSON.parse(row.params) as Record<string, JobParamValue>,
+    params: shownParams(JSON.parse(row.params) as Record<string, JobParamValue>),
     status: row.status,
     progress: row.progress,
     exit_code: row.exit_code,

@@ -52,7 +52,7 @@ test('with no jobs.json, the built-ins are offered and nothing is wrong', () => 
 
 test('a good jobs.json loads: bare commands found on PATH, folders, timeout, flags', () => {
   const dir = home();
-  mkdirSync(join(dir, 'data'));
+  mkdirSync(join(dir, 'data'), { mode: 0o755 });
   withFile(dir, { folders: { datasets: 'data' }, templates: [finetune] });
   const set = loadTemplates({ home: dir, env });
   assert.equal(set.error, null);
@@ -103,7 +103,7 @@ test('a good jobs.json loads: bare commands found on PATH, folders, timeout, fla
 /** Loads a file holding `template` (and the datasets folder) and returns its error. */
 function errorFor(template: Record<string, unknown>, extra: Record<string, unknown> = {}) {
   const dir = home();
-  mkdirSync(join(dir, 'data'));
+  mkdirSync(join(dir, 'data'), { mode: 0o755 });
   withFile(dir, { folders: { datasets: 'data' }, templates: [template], ...extra });
   const set = loadTemplates({ home: dir, env });
   // Whatever is wrong, the built-ins stay and the file's templates go.
@@ -139,6 +139,23 @@ test('jobs.json problems are named with their fix', () => {
       /extra: not used in args/,
     ],
     [{ ...finetune, timeout: 'forever' }, /timeout: "forever" is not a duration/],
+    // Node would fire a longer timer at once.
+    [{ ...finetune, timeout: '30d' }, /timeout: "30d" is longer than .* \(24d\): give 24d or less/],
+    [{ ...finetune, timeout: '25d' }, /give 24d or less/],
+    [
+      {
+        ...finetune,
+        params: { ...finetune.params, tag: { type: 'string', pattern: '[a-z]+)|(?:.*' } },
+      },
+      /tag\.pattern: not a valid regular expression on its own/,
+    ],
+    [
+      {
+        ...finetune,
+        params: { ...finetune.params, tag: { type: 'string', pattern: '.+', default: '-x' } },
+      },
+      /default starts with "-": set "allowLeadingDash": true/,
+    ],
     [{ ...finetune, cwd: 'relative/dir' }, /neither a folder name from "folders" nor an absolute/],
     [{ ...finetune, env: ['PALISADE_SECRET'] }, /PALISADE_SECRET is refused/],
     [{ ...finetune, env: ['A B'] }, /environment variable name/],
@@ -207,10 +224,60 @@ test('a broken file is reported, never thrown: JSON errors, loose modes, duplica
 
 test('a "scripts" folder in jobs.json is the built-in script runner’s folder too', () => {
   const dir = home();
-  mkdirSync(join(dir, 'mine'));
+  mkdirSync(join(dir, 'mine'), { mode: 0o755 });
   withFile(dir, { folders: { scripts: 'mine' } });
   const set = loadTemplates({ home: dir, env });
   assert.equal(set.error, null);
   assert.equal(set.folders.get('scripts'), join(dir, 'mine'));
   assert.equal(set.templates.find((t) => t.name === 'script')?.cwd, join(dir, 'mine'));
+});
+
+test('a 24d timeout loads; a pattern is applied whole and with the u flag', () => {
+  const dir = home();
+  mkdirSync(join(dir, 'data'), { mode: 0o755 });
+  const tag = { type: 'string', pattern: '\\p{L}+', optional: true, flag: '--tag' };
+  withFile(dir, {
+    folders: { datasets: 'data' },
+    templates: [{ ...finetune, timeout: '24d', params: { ...finetune.params, tag } }],
+  });
+  const set = loadTemplates({ home: dir, env });
+  assert.equal(set.error, null);
+  const template = set.templates.find((t) => t.name === 'finetune');
+  assert.equal(template?.timeoutMs, 24 * 86_400_000);
+  const spec = template?.params.find((p) => p.name === 'tag');
+  assert.ok(spec?.type === 'string');
+  assert.ok(spec.regex.test('été'));
+  assert.ok(!spec.regex.test('été!'));
+});
+
+test('a named folder writable by group or others is refused: chmod go-w', () => {
+  const dir = home();
+  mkdirSync(join(dir, 'data'), { mode: 0o755 });
+  chmodSync(join(dir, 'data'), 0o775);
+  withFile(dir, { folders: { datasets: 'data' }, templates: [finetune] });
+  const set = loadTemplates({ home: dir, env });
+  assert.match(
+    set.error ?? '',
+    /folders\.datasets: .*data is writable by other users \(mode 775\).*chmod go-w .*data/,
+  );
+  assert.ok(!set.templates.some((t) => t.name === 'finetune'));
+  chmodSync(join(dir, 'data'), 0o1777);
+  assert.match(loadTemplates({ home: dir, env }).error ?? '', /chmod go-w/);
+  chmodSync(join(dir, 'data'), 0o755);
+  assert.equal(loadTemplates({ home: dir, env }).error, null);
+});
+
+test('a string parameter may allow a leading dash; the templates list says so', () => {
+  const dir = home();
+  mkdirSync(join(dir, 'data'), { mode: 0o755 });
+  const tag = { type: 'string', pattern: '-?[a-z]+', optional: true, allowLeadingDash: true };
+  withFile(dir, {
+    folders: { datasets: 'data' },
+    templates: [{ ...finetune, params: { ...finetune.params, tag } }],
+  });
+  const set = loadTemplates({ home: dir, env });
+  assert.equal(set.error, null);
+  const template = set.templates.find((t) => t.name === 'finetune');
+  assert.ok(template);
+  assert.equal(describeTemplate(template).params[2]?.allowLeadingDash, true);
 });

@@ -13,7 +13,15 @@ export type ParamSpec = {
   /** Written before the value, as its own element, whenever the value is there. */
   flag?: string;
 } & (
-  | { type: 'string'; pattern: string; regex: RegExp; maxLength: number; default?: string }
+  | {
+      type: 'string';
+      pattern: string;
+      regex: RegExp;
+      maxLength: number;
+      /** A value may start with `-` (the program could read it as an option). */
+      allowLeadingDash?: boolean;
+      default?: string;
+    }
   | { type: 'integer'; min: number; max: number; default?: number }
   | { type: 'enum'; values: string[]; default?: string }
   | { type: 'path'; folder: string; default?: string }
@@ -56,7 +64,8 @@ const BARE_COMMAND = /^[A-Za-z0-9._+-]+$/;
 /** Variables every job gets; nothing else passes unless a template lists it. */
 export const BASE_ENV = ['PATH', 'HOME', 'LANG'] as const;
 export const DEFAULT_TIMEOUT_MS = 24 * 3_600_000;
-const MAX_TIMEOUT_MS = 30 * 86_400_000;
+/** Node runs a longer timer at once (its timers hold at most 2^31-1 ms, about 24.8 days). */
+export const MAX_TIMEOUT_MS = 24 * 86_400_000;
 const MAX_FILE_BYTES = 1024 * 1024;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
@@ -98,6 +107,7 @@ const ParamFile = z.discriminatedUnion('type', [
       type: z.literal('string'),
       pattern: z.string().min(1).max(1000),
       maxLength: z.number().int().min(1).max(65_536).optional(),
+      allowLeadingDash: z.boolean().optional(),
       default: text(65_536).optional(),
       ...common,
     })
@@ -195,6 +205,24 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/**
+ * A named folder must exist and, like jobs.json, be writable by its owner only: anyone who
+ * can add or rename entries in it can swap a path between its check and its use.
+ */
+function folderProblem(absolute: string): string | undefined {
+  let stat;
+  try {
+    stat = statSync(absolute);
+  } catch {
+    return `${absolute} is not a folder: create it or fix the path`;
+  }
+  if (!stat.isDirectory()) return `${absolute} is not a folder: create it or fix the path`;
+  if ((stat.mode & 0o022) !== 0) {
+    return `${absolute} is writable by other users (mode ${(stat.mode & 0o777).toString(8)}), who could swap the files a job is given: chmod go-w ${absolute}`;
+  }
+  return undefined;
+}
+
 function zodProblems(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
     const where = issue.path.length > 0 ? issue.path.join('.') : 'the file';
@@ -208,6 +236,9 @@ function defaultProblem(spec: ParamSpec): string | undefined {
   const value = spec.default;
   switch (spec.type) {
     case 'string':
+      if (typeof value === 'string' && value.startsWith('-') && !spec.allowLeadingDash) {
+        return 'default starts with "-": set "allowLeadingDash": true if the program must get it';
+      }
       return typeof value === 'string' && value.length <= spec.maxLength && spec.regex.test(value)
         ? undefined
         : 'default does not match the pattern';
@@ -239,11 +270,14 @@ function toSpec(name: string, input: ParamInput, where: string, problems: string
     case 'string': {
       let regex = /$^/;
       try {
+        // Alone first: a pattern such as `a)|(?:.*` is only valid once wrapped, and would
+        // then match anything.
+        new RegExp(input.pattern, 'u');
         // The whole value must match, anchored or not as written.
-        regex = new RegExp(`^(?:${input.pattern})$`);
+        regex = new RegExp(`^(?:${input.pattern})$`, 'u');
       } catch (error) {
         problems.push(
-          `${where}.pattern: not a valid regular expression (${(error as Error).message})`,
+          `${where}.pattern: not a valid regular expression on its own, with the u flag (${(error as Error).message}): fix the pattern`,
         );
       }
       spec = {
@@ -252,6 +286,7 @@ function toSpec(name: string, input: ParamInput, where: string, problems: string
         pattern: input.pattern,
         regex,
         maxLength: input.maxLength ?? 1024,
+        ...(input.allowLeadingDash !== undefined && { allowLeadingDash: input.allowLeadingDash }),
         ...(input.default !== undefined && { default: input.default }),
       };
       break;
@@ -388,9 +423,13 @@ function toTemplate(
   let timeoutMs = DEFAULT_TIMEOUT_MS;
   if (input.timeout !== undefined) {
     const ms = parseDuration(input.timeout);
-    if (ms === undefined || ms < 1000 || ms > MAX_TIMEOUT_MS) {
+    if (ms === undefined || ms < 1000) {
       problems.push(
-        `${where}.timeout: "${input.timeout}" is not a duration from 1s to 30d, such as 90s, 15m or 2h`,
+        `${where}.timeout: "${input.timeout}" is not a duration from 1s to 24d, such as 90s, 15m or 2h`,
+      );
+    } else if (ms > MAX_TIMEOUT_MS) {
+      problems.push(
+        `${where}.timeout: "${input.timeout}" is longer than the most a timer can wait (24d): give 24d or less`,
       );
     } else timeoutMs = ms;
   }
@@ -477,9 +516,8 @@ export function loadTemplates(options: LoadOptions): TemplateSet {
     const folders = new Map(defaults);
     for (const [name, dir] of Object.entries(parsed.data.folders ?? {})) {
       const absolute = resolve(options.home, dir);
-      if (!isDirectory(absolute)) {
-        problems.push(`folders.${name}: ${absolute} is not a folder: create it or fix the path`);
-      }
+      const problem = folderProblem(absolute);
+      if (problem) problems.push(`folders.${name}: ${problem}`);
       folders.set(name, absolute);
     }
     const context = { folders, path: env.PATH, work: paths.work };
@@ -560,7 +598,11 @@ export function describeTemplate(template: JobTemplate) {
         ...(spec.max !== MAX_SAFE && { max: spec.max }),
       }),
       ...(spec.type === 'enum' && { values: spec.values }),
-      ...(spec.type === 'string' && { pattern: spec.pattern, maxLength: spec.maxLength }),
+      ...(spec.type === 'string' && {
+        pattern: spec.pattern,
+        maxLength: spec.maxLength,
+        ...(spec.allowLeadingDash && { allowLeadingDash: true }),
+      }),
       ...(spec.type === 'path' && { folder: spec.folder }),
     })),
   };

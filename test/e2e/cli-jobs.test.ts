@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runCli, startPalisade, tempHome, type TestPalisade } from '../support/palisade.js';
+import { once } from 'node:events';
+import {
+  runCli,
+  spawnCli,
+  startPalisade,
+  tempHome,
+  waitForOutput,
+  type TestPalisade,
+} from '../support/palisade.js';
 import { eventually, withStore } from '../support/web.js';
 import { writeJobFixtures } from '../fixtures/jobs.js';
 
@@ -161,5 +169,28 @@ describe('palisade jobs', () => {
     });
     assert.equal(done.status, 'succeeded');
     assert.equal((await statusOf(id)).status, 'cancelled');
+  });
+
+  test('run --follow without a server says once that none is running', async () => {
+    await palisade?.close();
+    palisade = undefined;
+    const child = spawnCli(['jobs', 'run', 'argv', '--param', 'text=waits', '--follow'], {
+      PALISADE_HOME: home,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = once(child, 'exit');
+    child.stdin?.end();
+    await waitForOutput(child, /no server is running/);
+    const id = (await eventually(() => /run_[0-9a-f]{20}/.exec(stdout) ?? undefined))[0];
+    // The follow loop's first look comes straight after the notice (no await between).
+    const cancelled = await cli('cancel', id);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    const [code] = await exited;
+    assert.equal(code, 1, 'the run did not succeed');
+    assert.equal(stderr.split('no server is running').length - 1, 1, stderr);
+    assert.match(stderr, new RegExp(`${id} cancelled: cancelled by cli`));
   });
 });

@@ -469,6 +469,57 @@ describe('jobs launcher', () => {
     }
   });
 
+  test(
+    'event streams: at most 16 open per user; the 17th gets 429 with request_id',
+    { timeout: 60_000 },
+    async () => {
+      const run = await start(root, 'sleep-long');
+      const open: Response[] = [];
+      try {
+        for (let i = 0; i < 16; i++) {
+          const response = await openEvents(root, run.id);
+          assert.equal(response.status, 200, `stream ${i + 1}`);
+          open.push(response);
+        }
+        const refused = await root.get(`${BASE}/runs/${run.id}/events`);
+        assertApiError(refused, 429, 'too_many_streams');
+        assert.match(refused.text, /already has 16 job event streams open: close one/);
+        // Another admin has streams of their own.
+        const other = await newSignedInUser(palisade, 'ops', 'admin');
+        const theirs = await openEvents(other, run.id);
+        assert.equal(theirs.status, 200);
+        await theirs.body?.cancel();
+        // A closed stream frees its place.
+        await open.shift()?.body?.cancel();
+        const again = await eventually(async () => {
+          const response = await openEvents(root, run.id);
+          if (response.status === 200) return response;
+          await response.body?.cancel();
+          return undefined;
+        });
+        open.push(again);
+      } finally {
+        for (const response of open) await response.body?.cancel();
+        await root.post(`${BASE}/runs/${run.id}/cancel`);
+        await finished(root, run.id);
+      }
+    },
+  );
+
+  test('a signed download URL: the API and the audit log show it without its query', async () => {
+    const url = 'http://dl:pw@127.0.0.1:9/m.gguf?X-Amz-Signature=e2e-s3cr3t-sig&X-Amz-Expires=60';
+    const run = await start(root, 'model-download', { url });
+    assert.deepEqual(run.params, { url: 'http://127.0.0.1:9/m.gguf?…' });
+    const listed = (await root.get(`${BASE}/runs?limit=1`)).body as { runs: Run[] };
+    assert.deepEqual(listed.runs[0]?.params, run.params);
+    const done = await finished(root, run.id);
+    assert.equal(done.status, 'failed', 'nothing listens on port 9');
+    assert.deepEqual(done.params, run.params);
+    const file = readFileSync(join(home, 'audit.jsonl'), 'utf8');
+    assert.ok(file.includes('url=http://127.0.0.1:9/m.gguf?…'));
+    assert.ok(!/e2e-s3cr3t-sig|X-Amz-Expires|dl:pw/.test(file), 'no grant in the audit log');
+  });
+
   test('a run left running by a stopped server is marked failed at the next start', async () => {
     const run = await start(root, 'sleep-long');
     await waitForLog(root, run.id, /sleeping/);

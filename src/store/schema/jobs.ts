@@ -32,6 +32,13 @@ export interface JobRunTable {
   finished_at: IsoDate | null;
   log_bytes: number;
   pid: number | null;
+  /** The job's process group (its leader's pid: each job starts its own). */
+  pgid: number | null;
+  /**
+   * When the leader started (Linux: /proc/<pid>/stat field 22 and the boot id), so a later
+   * server signals the group only while that same process still runs; null elsewhere.
+   */
+  process_start: string | null;
   /** Set by a cancel from another process (the CLI); the runner acts on it. */
   cancel_requested_at: IsoDate | null;
   cancel_requested_by: string | null;
