@@ -5,7 +5,15 @@ import { test } from 'node:test';
 import { writeJobFixtures } from '../../test/fixtures/jobs.js';
 import { createAuditLog, listAuditEntries } from '../audit/index.js';
 import { openStore } from '../store/index.js';
-import { findRunRow, listRunRows, maskUrl, queueRun, requestCancel, toRun } from './runs.js';
+import {
+  findRunRow,
+  listRunRows,
+  maskUrl,
+  queueRun,
+  requestCancel,
+  shownParams,
+  toRun,
+} from './runs.js';
 import { loadTemplates } from './templates.js';
 
 test('maskUrl drops userinfo and masks the query and fragment; other text is unchanged', () => {
@@ -45,4 +53,18 @@ test('a signed download URL is masked in the run shown and the audit log, kept w
   } finally {
     await store.close();
   }
+});
+
+test('runs show a path as it was given, relative to its folder, not where it resolved', () => {
+  assert.deepEqual(
+    shownParams(
+      { input: '/srv/data/sample.txt', url: 'https://host/m.gguf?sig=abc', epochs: 2 },
+      { input: 'sample.txt', url: 'https://host/m.gguf?sig=abc', epochs: 2 },
+    ),
+    { input: 'sample.txt', url: 'https://host/m.gguf?…', epochs: 2 },
+  );
+  // Without what was given (the audit log), the resolved path is kept.
+  assert.deepEqual(shownParams({ input: '/srv/data/sample.txt' }), {
+    input: '/srv/data/sample.txt',
+  });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { recordRequest, type AuditLog, type AuditRequest } from '../audit/index.js';
 import { HttpError } from '../server/errors.js';
 import {
@@ -63,11 +63,24 @@ export function maskUrl(value: string): string {
   return `${scheme}${rest}${query && query.length > 1 ? '?…' : (query ?? '')}${fragment && fragment.length > 1 ? '#…' : (fragment ?? '')}`;
 }
 
-/** Values as runs show them: URLs masked (the stored row keeps them whole for the process). */
-export function shownParams(values: Record<string, JobParamValue>): Record<string, JobParamValue> {
+/**
+ * Values as runs show them: URLs masked (the stored row keeps them whole for the process),
+ * and a path as it was given, relative to its folder (with `given`), rather than where it
+ * resolved on the server.
+ */
+export function shownParams(
+  values: Record<string, JobParamValue>,
+  given: Record<string, JobParamValue> = {},
+): Record<string, JobParamValue> {
   const shown: Record<string, JobParamValue> = {};
   for (const [name, value] of Object.entries(values)) {
-    shown[name] = typeof value === 'string' ? maskUrl(value) : value;
+    const asGiven = given[name];
+    shown[name] =
+      typeof value !== 'string'
+        ? value
+        : isAbsolute(value) && typeof asGiven === 'string' && asGiven !== '' && !isAbsolute(asGiven)
+          ? asGiven
+          : maskUrl(value);
   }
   return shown;
 }
@@ -86,7 +99,10 @@ export function toRun(row: JobRunRow): JobRun {
   return {
     id: row.id,
     template: row.template,
-    params: shownParams(JSON.parse(row.params) as Record<string, JobParamValue>),
+    params: shownParams(
+      JSON.parse(row.params) as Record<string, JobParamValue>,
+      JSON.parse(row.input) as Record<string, JobParamValue>,
+    ),
     status: row.status,
     progress: row.progress,
     exit_code: row.exit_code,
@@ -164,6 +180,14 @@ export function queueRun(
   for (const spec of template.params) {
     const value = input.params[spec.name];
     if (typeof value === 'string' || typeof value === 'number') given[spec.name] = value;
+    // A path taken from its default is kept as given too, so runs show it relative.
+    if (
+      spec.type === 'path' &&
+      spec.default !== undefined &&
+      (value === undefined || value === '')
+    ) {
+      given[spec.name] = spec.default;
+    }
   }
   const id = `run_${randomBytes(10).toString('hex')}`;
   store.sqlite
