@@ -8,6 +8,7 @@ import {
   type SessionUser,
 } from '../auth/index.js';
 import { HttpError } from '../server/errors.js';
+import { lastEventId, openEventStream } from '../server/event-stream.js';
 import { parseWith } from '../server/validate.js';
 import type { Store } from '../store/index.js';
 import { readLogChunk } from './log-file.js';
@@ -195,22 +196,10 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (app, opt
       );
     }
     const sessionId = request.sessionId ?? null;
-    const header = request.headers['last-event-id'];
-    const resumed =
-      typeof header === 'string' && /^\d{1,15}$/.test(header) ? Number(header) : undefined;
-    let sent = resumed ?? query.offset ?? 0;
+    let sent = lastEventId(request) ?? query.offset ?? 0;
     const path = runner.logFile(run.id);
 
-    reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    raw.write('retry: 1000\n\n');
+    const raw = openEventStream(reply);
     raw.write(frame('run', run));
 
     let ending: JobRun | undefined = FINAL_STATUSES.has(run.status) ? run : undefined;

@@ -3,6 +3,7 @@ import { posix, win32 } from 'node:path';
 import type { WindowLimiter } from '../auth/index.js';
 import { isLoopbackHost } from '../config/index.js';
 import { createErrorHandler, HttpError } from '../server/errors.js';
+import { lastEventId, openEventStream } from '../server/event-stream.js';
 import type { BrokerNotice, EventView, MeshBroker } from './broker.js';
 import { checkPayload, MESH_BODY_LIMIT, parse, PEER_ID, schemas } from './schemas.js';
 import { createBearerCheck } from './token.js';
@@ -276,20 +277,8 @@ export const meshRoutes: FastifyPluginAsync<MeshRoutesOptions> = async (mesh, op
     const query = parse(schemas.eventsQuery, request.query, 'query string');
     const viewer = query.peer_id;
     if (viewer) broker.heartbeat(viewer);
-    const header = request.headers['last-event-id'];
-    const lastEventId =
-      typeof header === 'string' && /^\d{1,15}$/.test(header) ? Number(header) : undefined;
-    const since = lastEventId ?? query.since;
-    reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    raw.write('retry: 1000\n\n');
+    const since = lastEventId(request) ?? query.since;
+    const raw = openEventStream(reply);
     let sent = since ?? broker.lastEventSeq();
     const push = (event: EventView) => {
       if (event.seq <= sent) return;
