@@ -371,7 +371,7 @@ export function createUpstreamRegistry(options: RegistryOptions) {
         const found = await probeLocal();
         if (found.length === 0) {
           logger.warn(
-            `no upstream configured and none found on ports ${probePorts.map((p) => `${p.port} (${p.product})`).join(', ')}; add one with: palisade upstreams add NAME URL`,
+            `no upstream configured and none found on ports ${probePorts.map((p) => `${p.port} (${p.product})`).join(', ')}; add one with: palisade upstreams add NAME URL, or let Palisade run a model: palisade models pull URL`,
           );
         }
       }
