@@ -591,7 +591,7 @@ export const SETTINGS = {
   jobKillGraceMs: {
     env: 'PALISADE_JOB_KILL_GRACE',
     default: 10_000,
-    help: 'After SIGTERM (cancel or timeout), how long a job may take to exit before SIGKILL.',
+    help: 'After SIGTERM (cancel, timeout, server stop, restart recovery), how long a job may take to exit before SIGKILL.',
     parse: timer(0),
   },
   logLevel: {

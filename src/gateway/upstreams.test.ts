@@ -159,3 +159,67 @@ test('an upstream key can come from a named environment variable', async () => {
   await mock.close();
   await store.close();
 });
+
+test('the embedded upstream joins while it has models, leaves when it has none, and probing still runs beside it', async () => {
+  // A mock stands in for the embedded model server: it answers /v1/models like it.
+  const local = await startMockUpstream({ models: ['tiny'] });
+  const probed = await startMockUpstream({ models: ['probed'] });
+  const { store, registry: makeRegistry } = await setup();
+  let hasModels = true;
+  const registry = makeRegistry({
+    local: { name: 'local', url: local.url, apiKey: 'token', hasModels: async () => hasModels },
+    probePorts: [{ name: 'lmstudio', port: probed.port, product: 'LM Studio' }],
+  });
+  await registry.start(true);
+  assert.deepEqual(
+    registry.list().map((u) => [u.name, u.source]),
+    [
+      ['local', 'local'],
+      ['lmstudio', 'probe'],
+    ],
+  );
+  assert.deepEqual(
+    registry.candidates('probed').map((u) => u.name),
+    ['lmstudio'],
+  );
+
+  hasModels = false;
+  await registry.checkAll();
+  assert.deepEqual(
+    registry.list().map((u) => u.name),
+    ['lmstudio'],
+  );
+  // Alone again, the probed server takes every model name, as before the embedded one existed.
+  assert.deepEqual(
+    registry.candidates('anything').map((u) => u.name),
+    ['lmstudio'],
+  );
+
+  hasModels = true;
+  await registry.checkAll();
+  assert.deepEqual(
+    registry
+      .list()
+      .map((u) => u.name)
+      .sort(),
+    ['lmstudio', 'local'],
+  );
+  await registry.close();
+  await Promise.all([local.close(), probed.close(), store.close()]);
+});
+
+test("a configured upstream may not take the embedded models' name while they have models", async () => {
+  const local = await startMockUpstream({ models: ['tiny'] });
+  const other = await startMockUpstream({ models: ['x'] });
+  const { store, registry: makeRegistry } = await setup();
+  const registry = makeRegistry({
+    local: { name: 'local', url: local.url, apiKey: 'token', hasModels: async () => true },
+    configured: [{ name: 'local', url: other.url }],
+  });
+  await assert.rejects(
+    registry.start(false),
+    /upstream name "local" is taken by the embedded models/,
+  );
+  await registry.close();
+  await Promise.all([local.close(), other.close(), store.close()]);
+});

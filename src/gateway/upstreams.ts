@@ -367,7 +367,8 @@ export function createUpstreamRegistry(options: RegistryOptions) {
         await install(spec.name, spec.url, 'config');
       }
       await syncStore();
-      if (serving().length === 0 && probe) {
+      // The embedded models do not count: the usual local servers are looked for beside them.
+      if ([...upstreams.values()].every((u) => u.source === 'local') && probe) {
         const found = await probeLocal();
         if (found.length === 0) {
           logger.warn(

@@ -36,7 +36,10 @@ export async function createCatalog(options: CatalogOptions) {
   const flagged: LocalModel[] = [];
   const refused = new Set<string>();
 
-  async function check(path: string): Promise<{ info: GgufInfo | Error; modifiedMs: number }> {
+  async function check(
+    path: string,
+    fromFolder = true,
+  ): Promise<{ info: GgufInfo | Error; modifiedMs: number }> {
     const stat = statSync(path);
     const cached = checked.get(path);
     if (cached && cached.size === stat.size && cached.mtimeMs === stat.mtimeMs) {
@@ -47,7 +50,8 @@ export async function createCatalog(options: CatalogOptions) {
       result = await readGgufHeader(path);
     } catch (error) {
       result = error instanceof Error ? error : new Error(String(error));
-      options.onInvalid?.(path, result);
+      // A bad --model file stops the start with its own message instead.
+      if (fromFolder) options.onInvalid?.(path, result);
     }
     checked.set(path, { size: stat.size, mtimeMs: stat.mtimeMs, result });
     return { info: result, modifiedMs: stat.mtimeMs };
@@ -57,7 +61,7 @@ export async function createCatalog(options: CatalogOptions) {
     const path = resolve(file);
     let checkedFile;
     try {
-      checkedFile = await check(path);
+      checkedFile = await check(path, false);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       throw new GgufError(
