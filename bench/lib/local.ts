@@ -4,7 +4,6 @@
  * through a real `palisade serve`, then 20 requests at once against the request queue at two
  * parallelisms and with a short queue.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +23,7 @@ import { freePort, spawnLogged, stopProcess, waitForHttp, type Child } from './p
 import type { Goal, Machine } from './results.js';
 import { markdownTable, textTable } from './results.js';
 import { percentile, round } from './stats.js';
-import { cleanEnv, PALISADE_CLI, type BenchContext } from './targets.js';
+import { cleanEnv, createKey, PALISADE_CLI, type BenchContext } from './targets.js';
 
 export interface LocalSettings {
   /** Trained context of the generated model, and PALISADE_LOCAL_CONTEXT. */
@@ -229,14 +228,28 @@ async function generateDirect(
       first ??= performance.now();
     },
   });
+  return measuredRound(
+    sequence.tokenMeter.getState().usedOutputTokens - before,
+    start,
+    first,
+    result.response,
+  );
+}
+
+/** A direct generation's figures, timed from `start` to now. */
+function measuredRound(
+  tokens: number,
+  start: number,
+  first: number | undefined,
+  text: string,
+): GenerationRound & { text: string } {
   const ms = performance.now() - start;
-  const tokens = sequence.tokenMeter.getState().usedOutputTokens - before;
   return {
     tokens,
     ms: round(ms, 3),
     tokensPerSecond: round((tokens * 1000) / ms, 1),
     firstTokenMs: first === undefined ? null : round(first - start, 3),
-    text: result.response,
+    text,
   };
 }
 
@@ -269,15 +282,12 @@ async function generateDirectChat(
         },
       },
     );
-    const ms = performance.now() - start;
-    const tokens = sequence.tokenMeter.getState().usedOutputTokens - before;
-    return {
-      tokens,
-      ms: round(ms, 3),
-      tokensPerSecond: round((tokens * 1000) / ms, 1),
-      firstTokenMs: first === undefined ? null : round(first - start, 3),
-      text: result.response,
-    };
+    return measuredRound(
+      sequence.tokenMeter.getState().usedOutputTokens - before,
+      start,
+      first,
+      result.response,
+    );
   } finally {
     chat.dispose({ disposeSequence: false });
   }
@@ -312,23 +322,6 @@ function serveEnv(
     PALISADE_LOCAL_THREADS: String(THREADS),
     PALISADE_LOCAL_GPU: 'false',
   });
-}
-
-/** `palisade keys create`; the key is printed once, on stdout. */
-function createKey(ctx: BenchContext, home: string, env: NodeJS.ProcessEnv): string {
-  const args = ['keys', 'create', 'bench-local', '--rpm', '100000000', '--max-streams', '5000'];
-  const result = spawnSync(process.execPath, [PALISADE_CLI, ...args, '--home', home], {
-    cwd: ctx.root,
-    env,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  const key = /pk_[A-Za-z0-9_-]{43}/.exec(`${result.stdout}`)?.[0];
-  if (result.status !== 0 || key === undefined) {
-    const output = `${result.stdout}${result.stderr}`.trim().split('\n').slice(-5).join('\n');
-    throw new Error(`palisade keys create failed (exit ${result.status}): ${output}`);
-  }
-  return key;
 }
 
 /**
@@ -815,7 +808,7 @@ export async function measureLocal(
 
   let key: string | undefined;
   const keyFor = (env: NodeJS.ProcessEnv) =>
-    (key ??= createKey(ctx, join(ctx.workDir, 'local-home'), env));
+    (key ??= createKey(ctx, join(ctx.workDir, 'local-home'), env, 'bench-local'));
 
   let direct: DirectModel | undefined;
   try {

@@ -221,8 +221,14 @@ export function buildPalisade(ctx: BenchContext): void {
   }
 }
 
-function createKey(ctx: BenchContext, home: string, env: NodeJS.ProcessEnv): string {
-  const args = ['keys', 'create', 'bench', '--rpm', '100000000', '--max-streams', '5000'];
+/** `palisade keys create NAME` with limits too high to throttle; the key is printed once, on stdout. */
+export function createKey(
+  ctx: BenchContext,
+  home: string,
+  env: NodeJS.ProcessEnv,
+  name = 'bench',
+): string {
+  const args = ['keys', 'create', name, '--rpm', '100000000', '--max-streams', '5000'];
   const result = spawnSync(process.execPath, [PALISADE_CLI, ...args, '--home', home], {
     cwd: ctx.root,
     env,
