@@ -32,7 +32,6 @@ const REFUSED_RANGES: ReadonlyArray<{ reason: string; cidrs: readonly string[] }
   { reason: 'the broadcast address', cidrs: ['255.255.255.255/32'] },
 ];
 
-/** IPv6 /96 prefixes that carry an IPv4 address in their last 32 bits. */
 /**
  * Refused too under the strict policy (URLs that ordinary users supply, such as their MCP
  * servers): this machine and private networks, where admin-chosen upstreams may live.
@@ -67,6 +66,7 @@ export interface SsrfPolicy {
   allowedHosts?: readonly string[];
 }
 
+/** IPv6 /96 prefixes that carry an IPv4 address in their last 32 bits. */
 const IPV4_EMBEDDINGS = [
   '::ffff:', // IPv4-mapped
   '::ffff:0:', // IPv4-translated (SIIT)

@@ -205,7 +205,9 @@ export function createUpstreamRegistry(options: RegistryOptions) {
       if (current && (current.source === 'config' || current.source === 'local')) {
         logger.warn(
           { upstream: row.name },
-          'stored upstream shadowed by a configured one of the same name',
+          current.source === 'local'
+            ? 'stored upstream shadowed by the embedded models, which have its name'
+            : 'stored upstream shadowed by a configured one of the same name',
         );
         continue;
       }
@@ -346,11 +348,6 @@ export function createUpstreamRegistry(options: RegistryOptions) {
     return found;
   }
 
-  /** Every upstream but an embedded one with no model (which should not take every request). */
-  function serving(): Upstream[] {
-    return [...upstreams.values()].filter((u) => u.source !== 'local' || u.models.length > 0);
-  }
-
   return {
     /** Installs configured and stored upstreams. A refused configured upstream throws. */
     async start(probe: boolean): Promise<void> {
@@ -391,8 +388,6 @@ export function createUpstreamRegistry(options: RegistryOptions) {
     candidates(model: string): Upstream[] {
       // One upstream takes every model, listed or not; no need to look further.
       if (upstreams.size === 1) return [upstreams.values().next().value as Upstream];
-      const others = serving();
-      if (others.length === 1) return others;
       const listing = [...upstreams.values()].filter((u) => u.modelIds.has(model));
       if (listing.length > 0) {
         return [...listing.filter((u) => u.healthy), ...listing.filter((u) => !u.healthy)];

@@ -578,8 +578,14 @@ export function createJobRunner(options: RunnerOptions): JobRunner {
   }
 
   /** Acts on what other processes wrote: cancels asked by the CLI, runs it queued or cancelled. */
+  let seenVersion = -1;
   function tick(): void {
     try {
+      // Only other connections (the CLI) change what this looks for; this process's own
+      // changes act at once. Nothing changed and nobody watching: nothing to read.
+      const version = store.dataVersion();
+      if (version === seenVersion && watchers.size === 0) return;
+      seenVersion = version;
       for (const { id, by } of cancelAsked.all()) {
         const run = active.get(id);
         if (run) stopRun(run, { status: 'cancelled', reason: `cancelled by ${by ?? 'cli'}` });

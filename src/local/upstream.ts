@@ -34,6 +34,8 @@ export interface LocalUpstream {
   apiKey: string;
   engine: Engine;
   catalog: Catalog;
+  /** Whether there is a model to serve now (the registry keeps `local` in service only then). */
+  hasModels(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,7 @@ export async function startLocalUpstream(options: LocalUpstreamOptions): Promise
     apiKey: server.token,
     engine,
     catalog,
+    hasModels: async () => (await catalog.list()).length > 0,
     async close() {
       await server.close();
       await engine.close();

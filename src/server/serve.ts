@@ -196,22 +196,12 @@ export async function startServer(
       cleanups.push(() => started.close());
     }
 
-    const catalog = local?.catalog;
     const registry = createUpstreamRegistry({
       store,
       masterKey,
       logger,
       configured: config.upstreams,
-      ...(local && catalog
-        ? {
-            local: {
-              name: local.name,
-              url: local.url,
-              apiKey: local.apiKey,
-              hasModels: async () => (await catalog.list()).length > 0,
-            },
-          }
-        : {}),
+      ...(local ? { local } : {}),
       healthIntervalMs: config.healthIntervalMs,
       lookup: options.lookup,
       connectLookup: options.connectLookup,
