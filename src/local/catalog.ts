@@ -22,6 +22,9 @@ export interface CatalogOptions {
   onInvalid?: (path: string, error: Error) => void;
 }
 
+/** How long an unchanged folder's listing is reused (a file rewritten in place shows after it). */
+const LISTING_MAX_AGE_MS = 2000;
+
 export function modelIdOf(path: string): string {
   return basename(path).replace(/\.gguf$/i, '');
 }
@@ -86,10 +89,24 @@ export async function createCatalog(options: CatalogOptions) {
     });
   }
 
+  // Every request resolves its model through the listing; while the folder is unchanged (its
+  // mtime moves when a pull renames a file in or a model is removed) and the listing is recent,
+  // it is reused instead of reading and checking every file again.
+  let listed: { dirMtimeMs: number; at: number; models: LocalModel[] } | undefined;
+
   async function folderModels(): Promise<LocalModel[]> {
     if (options.folder === undefined) return [];
+    let dirMtimeMs: number;
     let names: string[];
     try {
+      dirMtimeMs = statSync(options.folder).mtimeMs;
+      if (
+        listed &&
+        listed.dirMtimeMs === dirMtimeMs &&
+        Date.now() - listed.at < LISTING_MAX_AGE_MS
+      ) {
+        return listed.models;
+      }
       names = readdirSync(options.folder);
     } catch {
       return [];
@@ -121,6 +138,7 @@ export async function createCatalog(options: CatalogOptions) {
         // Removed while listing: simply not there.
       }
     }
+    listed = { dirMtimeMs, at: Date.now(), models };
     return models;
   }
 
